@@ -1,0 +1,218 @@
+"""open_stack: lazy, labelled stacks from every kind of source."""
+
+import pickle
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+
+import uedflow.io.lazy as lazy
+from uedflow import CorruptFileError, FrameMismatchError, mibread, open_stack
+from uedflow.datasets import make_run
+
+
+def test_tiff_directory(tiff_dir):
+    folder, frames = tiff_dir
+    stack = open_stack(folder)
+    assert isinstance(stack, xr.DataArray) and isinstance(stack.data, da.Array)
+    assert stack.dims == ("frame", "y", "x")
+    assert stack.shape == frames.shape and stack.dtype == np.uint16
+    assert stack.attrs["source"] == str(folder)
+    assert list(stack.file.values) == [f"frame_{i}.tif" for i in range(12)]  # natural order
+    np.testing.assert_array_equal(stack.values, frames)
+
+
+def test_glob_and_list_sources(tiff_dir):
+    folder, frames = tiff_dir
+    by_glob = open_stack(str(folder / "frame_1*.tif"))  # frame_1, frame_10, frame_11
+    np.testing.assert_array_equal(by_glob.values, frames[[1, 10, 11]])
+    by_list = open_stack([folder / "frame_3.tif", folder / "frame_0.tif"])
+    np.testing.assert_array_equal(by_list.values, frames[[3, 0]])
+
+
+def test_nothing_to_open_names_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nomatch"):
+        open_stack(str(tmp_path / "nomatch_*.tif"))
+    with pytest.raises(FileNotFoundError, match="absent"):
+        open_stack(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="missing.tif"):
+        open_stack([tmp_path / "missing.tif"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="No image files"):
+        open_stack(tmp_path / "empty")
+
+
+def test_opening_reads_no_pixels_and_one_frame_reads_one_chunk(tmp_path, monkeypatch):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    frames = np.arange(200 * 16 * 16, dtype=np.uint16).reshape(200, 16, 16)
+    for i, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"f{i:03d}.tif", frame)
+
+    pixel_reads, files_read = [], []
+    for method in ("read_array", "read_segments"):  # tifffile's only ways to pixel data
+        original = getattr(tifffile.FileHandle, method)
+        monkeypatch.setattr(tifffile.FileHandle, method,
+                            lambda *a, _f=original, **k: pixel_reads.append(1) or _f(*a, **k))
+    read_frame = lazy.read_tiff_frame
+    monkeypatch.setattr(lazy, "read_tiff_frame",
+                        lambda path, *a: files_read.append(path) or read_frame(path, *a))
+
+    stack = open_stack(folder, chunks=20)
+    assert pixel_reads == [] and files_read == []
+    assert stack.data.chunks[0] == (20,) * 10
+
+    np.testing.assert_array_equal(stack.isel(frame=137).values, frames[137])
+    assert pixel_reads
+    assert sorted(p.rsplit("/", 1)[-1] for p in files_read) == [
+        f"f{i}.tif" for i in range(120, 140)]
+
+
+def test_run_directory_has_scan_and_delay_dims(tmp_path):
+    truth = make_run(tmp_path / "run", shape=(64, 64), delays=[-1.0, 0.0, 0.5, 2.0], n_scans=3)
+    stack = open_stack(tmp_path / "run")
+    assert stack.dims == ("scan", "delay", "y", "x")
+    assert stack.shape == (3, 4, 64, 64)
+    np.testing.assert_array_equal(stack.delay.values, truth["delays"])
+    assert stack.delay.attrs["units"] == "ps"
+    np.testing.assert_array_equal(stack.scan.values, [0, 1, 2])
+    expected = tifffile.imread(tmp_path / "run" / truth["files"][2][1])
+    np.testing.assert_array_equal(stack.sel(scan=2, delay=0.0).values, expected)
+    assert stack.data.chunksize[:2] == (1, 4)
+
+
+def test_corrupt_run_manifest(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{ not json")
+    with pytest.raises(CorruptFileError, match="run.json"):
+        open_stack(run)
+
+
+@pytest.mark.parametrize("name, nframes", [("test.mib", 1), ("test_multi.mib", 9)])
+def test_mib_stack(skued_data, name, nframes):
+    stack = open_stack(skued_data / name, chunks=4)
+    assert stack.dims == ("frame", "y", "x") and stack.shape == (nframes, 256, 256)
+    assert stack.dtype.isnative
+    expected = mibread(skued_data / name).reshape(256, 256, nframes)
+    np.testing.assert_array_equal(stack.values, np.moveaxis(expected, -1, 0))
+
+
+def test_mib_stack_graph_holds_no_pixels(skued_data):
+    stack = open_stack(skued_data / "test_multi.mib", chunks=3)
+    graph = pickle.dumps(dict(stack.data.__dask_graph__()))
+    assert len(graph) < stack.nbytes / 4  # file names and offsets, not pixel data
+
+
+@pytest.mark.parametrize("name", ["bismuth.dm3", "bismuth.dm4"])
+def test_dm_stack(skued_data, name):
+    from uedflow import dmread
+
+    stack = open_stack(skued_data / name)
+    assert stack.shape == (1, 256, 256)
+    np.testing.assert_array_equal(stack.values[0], dmread(skued_data / name))
+
+
+def test_multipage_tiff_and_npy(tmp_path):
+    data = np.random.default_rng(3).integers(0, 1000, size=(7, 20, 24), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "multi.tif", data)
+    stack = open_stack(tmp_path / "multi.tif", chunks=3)
+    assert stack.data.chunks[0] == (3, 3, 1)
+    np.testing.assert_array_equal(stack.values, data)
+    np.testing.assert_array_equal(stack[4].values, data[4])
+    np.save(tmp_path / "multi.npy", data)
+    np.testing.assert_array_equal(open_stack(tmp_path / "multi.npy").values, data)
+
+
+def test_arrays():
+    frame = np.ones((8, 9))
+    assert open_stack(frame).dims == ("frame", "y", "x")
+    assert open_stack(frame).shape == (1, 8, 9)
+    four = open_stack(np.zeros((2, 3, 8, 9)))
+    assert four.dims == ("dim_0", "frame", "y", "x")
+    assert four.data.chunksize == (1, 3, 8, 9)
+    with pytest.raises(ValueError, match="at least 2"):
+        open_stack(np.zeros(5))
+
+
+def test_default_chunks_are_whole_frames_of_about_64_MiB():
+    shape = (100, 2048, 2048)
+    assert lazy._leading_chunks(shape, None, 2) == (8, 2048, 2048)
+    assert lazy._leading_chunks((3, 2048, 2048), None, 2) == (3, 2048, 2048)
+    assert lazy._leading_chunks((5, 40, 2048, 2048), None, 4) == (1, 4, 2048, 2048)
+    stack = open_stack(da.zeros(shape, dtype=np.uint16, chunks=(1, 2048, 2048)))
+    assert stack.data.chunksize == (8, 2048, 2048)
+
+
+def test_chunks_dict(tiff_dir):
+    folder, frames = tiff_dir
+    stack = open_stack(folder, chunks={"frame": 5})
+    assert stack.data.chunks[0] == (5, 5, 2)
+    np.testing.assert_array_equal(stack.values, frames)
+
+
+def test_mixed_shapes_name_the_first_file_that_differs(tiff_dir):
+    folder, _ = tiff_dir
+    tifffile.imwrite(folder / "frame_7.tif", np.zeros((48, 63), np.uint16))
+    tifffile.imwrite(folder / "frame_9.tif", np.zeros((10, 10), np.uint16))
+    with pytest.raises(FrameMismatchError, match=r"frame_7\.tif.*\(48, 63\).*frame_0\.tif"):
+        open_stack(folder)
+
+
+def test_mixed_dtypes_are_an_error(tiff_dir):
+    folder, _ = tiff_dir
+    tifffile.imwrite(folder / "frame_4.tif", np.zeros((48, 64), np.float32))
+    with pytest.raises(FrameMismatchError, match="frame_4.tif"):
+        open_stack(folder)
+
+
+def test_truncated_tiff_is_caught_at_open(tiff_dir):
+    folder, _ = tiff_dir
+    path = folder / "frame_5.tif"
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(CorruptFileError, match=r"frame_5\.tif.*truncated"):
+        open_stack(folder)
+
+
+def test_corrupt_pixels_are_caught_at_compute(tmp_path):
+    folder = tmp_path / "z"
+    folder.mkdir()
+    for i in range(4):
+        tifffile.imwrite(folder / f"f{i}.tif", np.full((32, 32), i, np.uint16),
+                         compression="zlib")
+    path = folder / "f2.tif"
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[0].dataoffsets[0]
+    raw = bytearray(path.read_bytes())
+    raw[offset:offset + 8] = b"\xff" * 8  # the header still describes valid data
+    path.write_bytes(bytes(raw))
+    stack = open_stack(folder, chunks=1)
+    np.testing.assert_array_equal(stack[1].values, 1)
+    with pytest.raises(CorruptFileError, match="f2.tif"):
+        stack.compute()
+
+
+def test_changed_file_is_caught_at_compute(tiff_dir):
+    folder, _ = tiff_dir
+    stack = open_stack(folder)
+    tifffile.imwrite(folder / "frame_3.tif", np.zeros((5, 5), np.uint16))
+    with pytest.raises(FrameMismatchError, match="frame_3.tif"):
+        stack.compute()
+    (folder / "frame_3.tif").unlink()
+    with pytest.raises(FileNotFoundError, match="frame_3.tif"):
+        stack.compute()
+
+
+def test_processes_scheduler(tiff_dir, skued_data):
+    """Graphs carry paths, not handles: they compute in other processes."""
+    folder, frames = tiff_dir
+    stack = open_stack(folder, chunks=4)
+    mib = open_stack(skued_data / "test_multi.mib", chunks=4)
+    total, mib_total = dask.compute(stack.sum(), mib.sum(), scheduler="processes",
+                                    num_workers=2)
+    assert int(total) == int(frames.sum())
+    assert int(mib_total) == int(np.asarray(mibread(skued_data / "test_multi.mib"),
+                                            dtype=np.int64).sum())

@@ -1,0 +1,1 @@
+"""Baseline removal kernels (wavelet and dual-tree complex wavelet), pure NumPy/PyWavelets."""

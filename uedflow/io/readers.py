@@ -1,0 +1,348 @@
+"""Single-file readers, drop-in replacements for scikit-ued's ``skued.io`` functions.
+
+TIFF is read with tifffile, Gatan DigitalMicrograph (DM3/DM4) and Merlin Image Binary (MIB)
+with RosettaSciIO, NumPy ``.npy`` with NumPy and every other image format with scikit-image.
+Return values (shape, dtype, header dictionaries) are those of scikit-ued.
+"""
+
+import functools
+import os
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptFileError
+
+TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+DM_SUFFIXES = frozenset({".dm3", ".dm4"})
+MIB_SUFFIXES = frozenset({".mib"})
+NPY_SUFFIXES = frozenset({".npy"})
+
+
+@functools.cache
+def _pillow_suffixes():
+    from PIL import Image
+
+    return frozenset(Image.registered_extensions())
+
+
+@functools.cache
+def supported_formats():
+    """Sorted file suffixes that :func:`diffread` can read."""
+    own = TIFF_SUFFIXES | DM_SUFFIXES | MIB_SUFFIXES | NPY_SUFFIXES
+    return tuple(sorted(own | _pillow_suffixes()))
+
+
+def check_file(path):
+    """Return ``path`` as a :class:`~pathlib.Path`, or raise if it is not an existing file.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the path, if it does not exist.
+    IsADirectoryError
+        If it is a directory.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such file: '{path}'")
+    if path.is_dir():
+        raise IsADirectoryError(f"Expected a file, got a directory: '{path}'")
+    return path
+
+
+def unsupported_format_error(path):
+    """The error raised for a file whose format uedflow does not read."""
+    return ValueError(
+        f"Unsupported image format for '{path}' (suffix '{Path(path).suffix}'). "
+        f"Supported suffixes: {', '.join(supported_formats())}."
+    )
+
+
+def diffread(fname):
+    """Load a diffraction image from a file.
+
+    The reader is chosen from the file suffix: TIFF (``.tif``, ``.tiff``) through tifffile,
+    Gatan DigitalMicrograph (``.dm3``, ``.dm4``) and Merlin Image Binary (``.mib``) through
+    RosettaSciIO, NumPy (``.npy``), and every format that scikit-image reads otherwise.
+
+    Parameters
+    ----------
+    fname : path-like
+        Image file name.
+
+    Returns
+    -------
+    image : ndarray
+        The image. Colour images are converted to grayscale (as float), as
+        :func:`skimage.io.imread` does with ``as_gray=True``. A multi-image MIB file gives the
+        frames stacked along the last axis, as :func:`mibread` does.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``fname`` does not exist.
+    ValueError
+        If the format is not supported (the message lists the supported suffixes).
+    uedflow.errors.CorruptFileError
+        If the file is truncated or cannot be decoded.
+
+    See Also
+    --------
+    uedflow.open_stack : open many frames lazily as one labelled stack.
+    """
+    path = check_file(fname)
+    suffix = path.suffix.lower()
+    if suffix in MIB_SUFFIXES:
+        return mibread(path)
+    if suffix in DM_SUFFIXES:
+        return dmread(path)
+    if suffix in NPY_SUFFIXES:
+        try:
+            return np.load(path, fix_imports=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise CorruptFileError(path, f"not a readable .npy file ({exc})") from exc
+    if suffix in TIFF_SUFFIXES:
+        return _as_gray(tiffread(path))
+    if suffix not in _pillow_suffixes():
+        raise unsupported_format_error(path)
+    import skimage.io
+
+    try:
+        return skimage.io.imread(path, as_gray=True)
+    except Exception as exc:  # imageio/pillow raise many unrelated exception types
+        raise CorruptFileError(path, f"cannot be decoded as an image ({exc})") from exc
+
+
+def _as_gray(image):
+    """Colour (RGB/RGBA, last axis) to grayscale, as ``skimage.io.imread(as_gray=True)``."""
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        from skimage.color import rgb2gray, rgba2rgb
+
+        return rgb2gray(rgba2rgb(image) if image.shape[-1] == 4 else image)
+    return image
+
+
+def tiffread(path, out=None):
+    """Read the first image series of a TIFF file, with errors that name the file.
+
+    Parameters
+    ----------
+    path : path-like
+        TIFF file.
+    out : ndarray, optional
+        Preallocated output of the right shape and dtype, filled in place.
+
+    Returns
+    -------
+    image : ndarray
+    """
+    import tifffile
+
+    try:
+        return tifffile.imread(path, out=out)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # tifffile raises ValueError, struct.error, codec errors...
+        raise CorruptFileError(path, f"cannot be read as TIFF ({exc})") from exc
+
+
+def dmread(filepath):
+    """Read the image of a Gatan DigitalMicrograph file (DM3 or DM4).
+
+    Parameters
+    ----------
+    filepath : path-like
+        Path to the DM3/DM4 file.
+
+    Returns
+    -------
+    image : ndarray
+        The image data, in the dtype stored in the file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    uedflow.errors.CorruptFileError
+        If the file cannot be parsed or holds no image.
+    """
+    return np.asarray(_dm_image(filepath, lazy=False)["data"])
+
+
+def _dm_image(filepath, lazy, chunks="auto"):
+    """The first image record of a DM file, as RosettaSciIO returns it."""
+    from rsciio.digitalmicrograph import file_reader
+
+    path = check_file(filepath)
+    try:
+        records = file_reader(str(path), lazy=lazy, chunks=chunks)
+    except Exception as exc:  # the DM parser raises many exception types on bad input
+        raise CorruptFileError(path, f"cannot be parsed as DigitalMicrograph ({exc})") from exc
+    if not records:
+        raise CorruptFileError(path, "contains no image")
+    record = records[0]
+    data = record["data"]
+    offset = _dm_data_end(record)
+    if offset is not None and offset > os.path.getsize(path):
+        raise CorruptFileError(path, "truncated: image data extends past the end of the file")
+    if data.ndim < 2:
+        raise CorruptFileError(path, f"holds {data.ndim}-dimensional data, not an image")
+    return record
+
+
+def _dm_data_end(record):
+    """Byte offset of the end of the image data of a DM record, when RosettaSciIO reports it."""
+    try:
+        tag = record["original_metadata"]["ImageList"]["TagGroup0"]["ImageData"]["Data"]
+        return int(tag["offset"]) + int(tag["size_bytes"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class MIBFile:
+    """Layout of a Merlin Image Binary file, parsed with RosettaSciIO.
+
+    A MIB file is a sequence of frames, each an ASCII header followed by the pixel data.
+
+    Parameters
+    ----------
+    path : path-like
+        The MIB file.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    frame_shape : tuple of int
+        ``(rows, columns)`` of one frame.
+    dtype : numpy.dtype
+        Pixel type as stored (big-endian).
+    header_size, frame_size : int
+        Bytes of one header and of one header plus its frame.
+    nframes : int
+    """
+
+    def __init__(self, path):
+        from rsciio.quantumdetector._api import MIBProperties
+
+        self.path = check_file(path)
+        with open(self.path, "rb") as fh:
+            magic = fh.read(3)
+        if magic != b"MQ1":
+            raise CorruptFileError(self.path, "not a Merlin Image Binary file (no 'MQ1' header)")
+        props = MIBProperties()
+        try:
+            props.parse_file(str(self.path))
+        except Exception as exc:
+            raise CorruptFileError(self.path, f"unreadable MIB header ({exc})") from exc
+        if props.raw:
+            raise CorruptFileError(self.path, "raw (R64) MIB data is not supported")
+        if props.dtype is None or props.head_size is None:
+            raise CorruptFileError(self.path, "MIB header has an unknown pixel type or size")
+        self.frame_shape = tuple(int(n) for n in props.merlin_size)
+        self.dtype = np.dtype(props.dtype).newbyteorder(">")
+        self.header_size = int(props.head_size)
+        self.frame_size = self.header_size + self.dtype.itemsize * int(np.prod(self.frame_shape))
+        nframes, remainder = divmod(int(props.file_size), self.frame_size)
+        if nframes == 0 or remainder:
+            raise CorruptFileError(
+                self.path,
+                f"truncated: {props.file_size} bytes is not a whole number of frames of "
+                f"{self.frame_size} bytes (header {self.header_size} + data)",
+            )
+        self.nframes = nframes
+        self._props = props
+
+    def memmap(self):
+        """``(data, headers)``: read-only memory maps of all frames and of their headers."""
+        from rsciio.quantumdetector import load_mib_data
+
+        return load_mib_data(str(self.path), mmap_mode="r", mib_prop=self._props,
+                             return_headers=True)
+
+    def lazy(self, frames_per_chunk):
+        """All frames as a dask array in the native byte order, safe for distributed workers."""
+        from rsciio.quantumdetector import load_mib_data
+
+        data = load_mib_data(str(self.path), lazy=True, return_mmap=False,
+                             chunks=(frames_per_chunk, *self.frame_shape),
+                             mib_prop=self._props)
+        if data.ndim == 2:
+            data = data[None]
+        return data.astype(self.dtype.newbyteorder("="))
+
+
+def mibheader(filepath, hoffset=0):
+    """Header of one image of a Merlin Image Binary file.
+
+    Parameters
+    ----------
+    filepath : path-like
+        Path to the MIB file.
+    hoffset : int, optional
+        Byte offset of the header, for the images after the first of a multi-image file.
+
+    Returns
+    -------
+    header : dict
+        ``'ID'`` (detector identification), ``'seq_num'`` (image sequence number),
+        ``'offset'`` (header length in bytes), ``'nchips'`` (number of read-out chips),
+        ``'shape'`` (``(width, height)``), ``'dtype'`` (big-endian pixel type) and
+        ``'timestamp'`` (POSIX time of the acquisition, from the header's local time).
+    """
+    mib = MIBFile(filepath)
+    index, misaligned = divmod(int(hoffset), mib.frame_size)
+    if misaligned or not 0 <= index < mib.nframes:
+        raise ValueError(
+            f"hoffset={hoffset} is not the start of an image header in '{mib.path}' "
+            f"(images start every {mib.frame_size} bytes, {mib.nframes} images)"
+        )
+    _, headers = mib.memmap()
+    fields = bytes(headers[index]).decode("ascii").split(",")
+    return {
+        "ID": fields[0],
+        "seq_num": int(fields[1]),
+        "offset": int(fields[2]),
+        "nchips": int(fields[3]),
+        "shape": (int(fields[4]), int(fields[5])),
+        "dtype": mib.dtype,
+        "timestamp": datetime.strptime(fields[9], "%Y-%m-%d %H:%M:%S.%f").timestamp(),
+    }
+
+
+def imibread(filepath):
+    """Generate the images of a Merlin Image Binary file, one ndarray each.
+
+    Parameters
+    ----------
+    filepath : path-like
+        Path to the MIB file.
+
+    Yields
+    ------
+    image : ndarray, ndim 2
+        One image, in the (big-endian) pixel type of the file.
+    """
+    data, _ = MIBFile(filepath).memmap()
+    for frame in data:
+        yield np.array(frame)
+
+
+def mibread(filepath):
+    """Read a Merlin Image Binary file into one array.
+
+    Parameters
+    ----------
+    filepath : path-like
+        Path to the MIB file.
+
+    Returns
+    -------
+    images : ndarray
+        ``(rows, columns)`` for a single-image file; ``(rows, columns, n)`` for ``n`` images,
+        stacked along the last axis as scikit-ued does; in the native byte order.
+    """
+    data, _ = MIBFile(filepath).memmap()
+    stacked = np.moveaxis(np.asarray(data), 0, -1)
+    return np.squeeze(np.array(stacked, dtype=stacked.dtype.newbyteorder("="), order="C"))

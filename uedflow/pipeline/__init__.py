@@ -1,0 +1,1 @@
+"""Run reductions: stack operations composed into a resumable raw-run → zarr pipeline."""

@@ -1,0 +1,1 @@
+"""The one place that lifts frame kernels onto dask-backed xarray stacks."""
