@@ -4,6 +4,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 from .errors import UedflowError
 from .io import open_stack, to_zarr
@@ -13,19 +15,21 @@ def describe(stack):
     """A few lines that summarise a lazily opened stack."""
     frame_bytes = stack.dtype.itemsize * stack.shape[-1] * stack.shape[-2]
     nframes = stack.size // (stack.shape[-1] * stack.shape[-2])
-    chunk_frames = stack.data.chunksize[:-2]
+    chunk = stack.data.chunksize[:-2]
+    per_chunk = " x ".join(f"{n} {d}" for d, n in zip(stack.dims, chunk, strict=False))
     lines = [
         f"source : {stack.attrs.get('source')} ({stack.attrs.get('format')})",
         "dims   : " + ", ".join(f"{d}={n}" for d, n in zip(stack.dims, stack.shape, strict=True)),
         f"frames : {nframes} x {stack.shape[-2]}x{stack.shape[-1]} {stack.dtype} "
         f"({nframes * frame_bytes / 2**20:.1f} MiB)",
-        f"chunks : {chunk_frames} frames per chunk, {stack.data.npartitions} chunks "
-        f"(lazy: no pixel data read yet)",
+        f"chunks : {int(np.prod(chunk))} frames per chunk ({per_chunk}), "
+        f"{stack.data.npartitions} chunks (lazy: no pixel data read yet)",
     ]
     for name, coord in stack.coords.items():
         if coord.ndim == 1 and coord.dtype.kind in "iuf":
             units = coord.attrs.get("units", "")
-            lines.append(f"{name:7s}: {coord.values.min():g} .. {coord.values.max():g} {units}")
+            lines.append(f"{name:7s}: {coord.values.min():g} .. {coord.values.max():g} {units}"
+                         .rstrip())
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ never open file handles or memory maps, so stacks can be computed on distributed
 import glob
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dask.array as da
@@ -27,6 +28,9 @@ from .readers import (
 
 #: Default size of one chunk of a stack, in bytes: whole frames, as many as fit.
 CHUNK_BYTES = 64 * 2**20
+
+#: Threads that read file headers when a stack is opened.
+HEADER_THREADS = 8
 
 #: Name of the run manifest in a run directory (see :func:`uedflow.datasets.make_run`).
 RUN_MANIFEST = "run.json"
@@ -293,8 +297,11 @@ class FrameFiles(_LazyArray):
         self.format = "tiff" if first.suffix.lower() in TIFF_SUFFIXES else "image"
         if self.format == "tiff":
             shape, dtype = _tiff_header(first)
-            for path in flat[1:]:
-                _check_frame(path, *_tiff_header(check_file(path)), shape, dtype, flat[0])
+            # headers are read concurrently (network file systems), checked in file order
+            with ThreadPoolExecutor(HEADER_THREADS) as pool:
+                headers = pool.map(lambda p: _tiff_header(check_file(p)), flat[1:])
+                for path, (other_shape, other_dtype) in zip(flat[1:], headers, strict=True):
+                    _check_frame(path, other_shape, other_dtype, shape, dtype, flat[0])
         else:
             image = readers.diffread(first)
             shape, dtype = image.shape, image.dtype
