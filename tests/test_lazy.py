@@ -136,6 +136,8 @@ def test_arrays():
     assert four.data.chunksize == (1, 3, 8, 9)
     with pytest.raises(ValueError, match="at least 2"):
         open_stack(np.zeros(5))
+    labelled = open_stack(xr.DataArray(np.zeros((4, 8, 9)), dims=("t", "y", "x")), chunks=2)
+    assert labelled.dims == ("t", "y", "x") and labelled.data.chunks[0] == (2, 2)
 
 
 def test_default_chunks_are_whole_frames_of_about_64_MiB():

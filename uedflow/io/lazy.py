@@ -87,7 +87,9 @@ def open_stack(source, *, chunks=None):
     """
     nframes_chunk = chunks if isinstance(chunks, int) else None
     if isinstance(source, xr.DataArray):
-        stack = source
+        data = da.asarray(source.data)
+        stack = source.copy(data=data.rechunk(_leading_chunks(data.shape, nframes_chunk,
+                                                              data.dtype.itemsize)))
     elif isinstance(source, np.ndarray | da.Array):
         stack = _from_array(source, nframes_chunk)
     elif isinstance(source, str | os.PathLike):
@@ -116,13 +118,11 @@ def _leading_chunks(shape, nframes_chunk, itemsize):
     return (1,) * (len(lead) - 1) + (min(nframes_chunk, lead[-1]),) + frame
 
 
-def _from_array(array, nframes_chunk, source="<array>"):
+def _from_array(array, nframes_chunk, source="<array>", fmt="array"):
     if array.ndim == 2:
         array = array[None]
     chunks = _leading_chunks(array.shape, nframes_chunk, array.dtype.itemsize)
-    data = da.asarray(array).rechunk(chunks)
-    return xr.DataArray(data, dims=_frame_dims(data.ndim), name=VARIABLE,
-                        attrs={"source": source})
+    return _labelled(da.asarray(array).rechunk(chunks), source, fmt)
 
 
 def _from_path(source, nframes_chunk):
@@ -152,9 +152,7 @@ def _from_path(source, nframes_chunk):
         return _labelled(data, str(path), "mib")
     if suffix in DM_SUFFIXES:
         data = readers._dm_image(path, lazy=True)["data"]
-        stack = _from_array(data, nframes_chunk, source=str(path))
-        stack.attrs["format"] = "dm"
-        return stack
+        return _from_array(data, nframes_chunk, source=str(path), fmt="dm")
     if suffix in NPY_SUFFIXES:
         return _from_lazy_file(NpyFile(path), nframes_chunk, "npy")
     if suffix in TIFF_SUFFIXES:
