@@ -7,6 +7,7 @@ and :func:`to_zarr` streams a stack into a compressed zarr v3 store.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import io
 from .errors import CorruptFileError, FrameMismatchError, IncompleteStoreError, UedflowError
 from .io import (
     ZarrReport,
@@ -30,14 +31,6 @@ __all__ = [
     "FrameMismatchError",
     "IncompleteStoreError",
     "UedflowError",
-    "ZarrReport",
     "__version__",
-    "diffread",
-    "dmread",
-    "imibread",
-    "mibheader",
-    "mibread",
-    "open_stack",
-    "supported_formats",
-    "to_zarr",
+    *io.__all__,
 ]
