@@ -7,7 +7,7 @@ helpers such as ``kinematicsim``) still come from scikit-ued. Then pytest runs t
 
 Usage::
 
-    python tests/skued_conformance.py                       # all of image (not calibration), io, baseline
+    python tests/skued_conformance.py       # image (but calibration), io, baseline
     python tests/skued_conformance.py image/test_alignment.py --provider uedflow.image.alignment
 """
 

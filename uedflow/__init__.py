@@ -7,7 +7,6 @@ and :func:`to_zarr` streams a stack into a compressed zarr v3 store.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import io
 from .errors import CorruptFileError, FrameMismatchError, IncompleteStoreError, UedflowError
 from .io import (
     ZarrReport,
@@ -31,6 +30,14 @@ __all__ = [
     "FrameMismatchError",
     "IncompleteStoreError",
     "UedflowError",
+    "ZarrReport",
     "__version__",
-    *io.__all__,
+    "diffread",
+    "dmread",
+    "imibread",
+    "mibheader",
+    "mibread",
+    "open_stack",
+    "supported_formats",
+    "to_zarr",
 ]
