@@ -1,13 +1,47 @@
 """uedflow: ultrafast electron diffraction image analysis on lazy, chunked, parallel stacks.
 
-Frame readers are drop-in replacements for scikit-ued's (``from uedflow import diffread``);
+Frame readers and kernels are drop-in replacements for scikit-ued's (``from uedflow import
+autocenter`` for ``from skued import autocenter``);
 :func:`open_stack` opens raw data lazily as a labelled :class:`xarray.DataArray` backed by dask,
 and :func:`to_zarr` streams a stack into a compressed zarr v3 store.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .baseline import (
+    DTBaselinePlan,
+    DWTBaselinePlan,
+    available_dt_filters,
+    available_first_stage_filters,
+    baseline_dt,
+    baseline_dwt,
+    dt_first_stage,
+    dt_max_level,
+    dtcwt,
+    idtcwt,
+)
 from .errors import CorruptFileError, FrameMismatchError, IncompleteStoreError, UedflowError
+from .image import (
+    AlignPlan,
+    AzimuthalPlan,
+    NFoldPlan,
+    RunningStats,
+    align,
+    auto_masking,
+    autocenter,
+    azimuthal_average,
+    combine_masks,
+    ialign,
+    isnr,
+    itrack_peak,
+    mask_from_collection,
+    mask_image,
+    nfold,
+    reflection,
+    snr_from_collection,
+    triml,
+    trimr,
+)
 from .io import (
     ZarrReport,
     diffread,
@@ -26,18 +60,47 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "AlignPlan",
+    "AzimuthalPlan",
     "CorruptFileError",
+    "DTBaselinePlan",
+    "DWTBaselinePlan",
     "FrameMismatchError",
     "IncompleteStoreError",
+    "NFoldPlan",
+    "RunningStats",
     "UedflowError",
     "ZarrReport",
     "__version__",
+    "align",
+    "auto_masking",
+    "autocenter",
+    "available_dt_filters",
+    "available_first_stage_filters",
+    "azimuthal_average",
+    "baseline_dt",
+    "baseline_dwt",
+    "combine_masks",
     "diffread",
     "dmread",
+    "dt_first_stage",
+    "dt_max_level",
+    "dtcwt",
+    "ialign",
+    "idtcwt",
     "imibread",
+    "isnr",
+    "itrack_peak",
+    "mask_from_collection",
+    "mask_image",
     "mibheader",
     "mibread",
+    "nfold",
     "open_stack",
+    "reflection",
+    "snr_from_collection",
     "supported_formats",
     "to_zarr",
+    "triml",
+    "trimr",
 ]

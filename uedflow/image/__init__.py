@@ -1,5 +1,44 @@
 """Per-frame image kernels (pure NumPy/SciPy/scikit-image, no dask).
 
-Kernels work on one frame ``(y, x)`` and, where natural, on a batch ``(..., y, x)``; the
-lifting onto lazy stacks lives in :mod:`uedflow.stack`.
+Drop-in for scikit-ued's ``skued.image``. Work that depends only on a reference, mask, centre
+or shape lives in plans (:class:`AlignPlan`, :class:`NFoldPlan`, :class:`AzimuthalPlan`,
+:class:`RunningStats`) computed once and applied to many frames; the drop-in functions are thin
+calls of the same plans. Lifting onto lazy stacks lives in :mod:`uedflow.stack`.
 """
+
+from .alignment import AlignPlan, align, ialign, itrack_peak
+from .center import auto_masking, autocenter
+from .metrics import (
+    RunningStats,
+    combine_masks,
+    isnr,
+    mask_from_collection,
+    mask_image,
+    snr_from_collection,
+    triml,
+    trimr,
+)
+from .powder import AzimuthalPlan, azimuthal_average
+from .symmetry import NFoldPlan, nfold, reflection
+
+__all__ = [
+    "AlignPlan",
+    "AzimuthalPlan",
+    "NFoldPlan",
+    "RunningStats",
+    "align",
+    "auto_masking",
+    "autocenter",
+    "azimuthal_average",
+    "combine_masks",
+    "ialign",
+    "isnr",
+    "itrack_peak",
+    "mask_from_collection",
+    "mask_image",
+    "nfold",
+    "reflection",
+    "snr_from_collection",
+    "triml",
+    "trimr",
+]

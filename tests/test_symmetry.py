@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import skued
+
+from uedflow.datasets import beam_block_mask, make_frame
+from uedflow.image.symmetry import NFoldPlan, nfold, reflection
+
+SHAPE = (160, 176)
+CENTER_RC = (78.4, 90.2)
+CENTER_XY = (90.2, 78.4)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return make_frame(SHAPE, CENTER_RC, kind="mixed", seed=8)
+
+
+@pytest.mark.parametrize("mod", [1, 2, 3, 6])
+@pytest.mark.parametrize("use_mask", [False, True])
+@pytest.mark.parametrize("fill_value", [0.0, -7.0])
+def test_nfold_matches_skued(frame, mod, use_mask, fill_value):
+    mask = beam_block_mask(SHAPE, CENTER_RC) if use_mask else None
+    ours = nfold(frame, mod, CENTER_XY, mask, fill_value)
+    theirs = skued.nfold(frame, mod, CENTER_XY, mask, fill_value)
+    assert ours.dtype == np.float64
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4 * frame.max())
+
+
+def test_nfold_plan_reused_and_batched(frame):
+    mask = beam_block_mask(SHAPE, CENTER_RC)
+    plan = NFoldPlan(SHAPE, 6, CENTER_XY, mask)
+    other = frame // 3
+    batch = plan(np.stack([frame, other]))
+    np.testing.assert_allclose(batch[0], nfold(frame, 6, CENTER_XY, mask))
+    np.testing.assert_allclose(batch[1], nfold(other, 6, CENTER_XY, mask))
+    assert plan.weight.shape == SHAPE and plan.weight.max() <= 6 + 1e-6
+
+
+def test_nfold_symmetric_result(frame):
+    """A 4-fold average about the array centre is invariant under a 90 degree turn."""
+    square = frame[:160, :160]
+    out = nfold(square, 4)
+    np.testing.assert_allclose(np.rot90(out), out, atol=1e-9)
+
+
+@pytest.mark.parametrize("angle", [0, 30, 90, 135])
+def test_reflection_matches_skued_at_array_centre(frame, angle):
+    """Same mirror line; scikit-ued interpolates twice, uedflow once."""
+    smooth = skued.nfold(frame, 1).astype(float)
+    ours = reflection(smooth, angle)
+    theirs = skued.reflection(smooth, angle)
+    inner = (slice(30, -30), slice(30, -30))
+    scale = smooth.max()
+    assert np.abs(ours - theirs)[inner].max() < 0.05 * scale
+    if angle == 0:  # a flip of the rows: no interpolation in either
+        np.testing.assert_allclose(ours, theirs, atol=1e-9 * scale)
+
+
+def test_reflection_off_centre_is_a_mirror_through_center():
+    image = np.zeros((100, 120))
+    image[30, 70] = 1.0  # 10 px right of the centre (x, y) = (60, 30)
+    out = reflection(image, angle=90, center=(60, 30))  # vertical line x = 60
+    assert out[30, 50] == pytest.approx(0.5)
+    assert out[30, 70] == pytest.approx(0.5)
+
+
+def test_reflection_fill_value(frame):
+    """About the array's middle row, the mirror of the mask is its row flip."""
+    mask = beam_block_mask(SHAPE, CENTER_RC)
+    out = reflection(frame, 0, mask=mask, fill_value=-1.0)
+    assert (out[~mask[::-1]] == -1).all()
+    assert (out[mask[::-1]] != -1).all()
+
+
+def test_bad_input(frame):
+    with pytest.raises(ValueError, match="mod"):
+        nfold(frame, 7)
+    with pytest.raises(ValueError, match="mod"):
+        nfold(frame, 0)
+    with pytest.raises(ValueError, match="center"):
+        nfold(frame, 6, center=(500, 10))
+    with pytest.raises(ValueError, match="center"):
+        reflection(frame, 10, center=(-3, 10))
+    with pytest.raises(ValueError, match="mask"):
+        nfold(frame, 6, mask=np.ones((5, 5), dtype=bool))
+    with pytest.raises(ValueError, match="mask"):
+        reflection(frame, 10, mask=np.full(SHAPE, 2))
+    with pytest.raises(ValueError, match="angle"):
+        reflection(frame, np.inf)
+    bad = frame.astype(float)
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="im"):
+        nfold(bad, 6)
+    mask = np.ones(SHAPE, dtype=bool)
+    mask[3, 3] = False
+    assert np.isfinite(nfold(bad, 6, mask=mask)).all()  # NaN under the mask is ignored
+    plan = NFoldPlan(SHAPE, 6)
+    with pytest.raises(ValueError, match="shape"):
+        plan(frame[:50])

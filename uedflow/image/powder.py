@@ -1,0 +1,178 @@
+"""Azimuthal averages of powder (polycrystalline) diffraction patterns."""
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+
+from .center import _check_center_xy, _check_image, _check_mask
+
+__all__ = ["AzimuthalPlan", "azimuthal_average"]
+
+
+def _wrap_degrees(angle):
+    """Shift an angle by whole turns into [0, 360]; 0 and 360 are kept as they are."""
+    angle = float(angle)
+    if angle < 0:
+        angle += 360 * math.ceil(-angle / 360)
+    elif angle > 360:
+        angle -= 360 * math.ceil(angle / 360 - 1)
+    return angle
+
+
+class AzimuthalPlan:
+    """Radial-bin geometry of an azimuthal average, computed once for many frames.
+
+    Pixels are binned by their distance to ``center`` rounded to the nearest integer; a bin
+    holds the mean of its valid pixels (those under ``mask`` and within
+    ``angular_bounds``). The geometry is stored as a sparse summation matrix, so that
+    applying the plan to a frame is one sparse matrix-vector product.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Frame shape ``(ny, nx)``.
+    center : array_like, shape (2,)
+        Centre ``(xc, yc)`` in pixels (column, row), inside the frame.
+    mask : ndarray of bool, shape ``shape``, optional
+        True on valid pixels.
+    angular_bounds : 2-tuple of float, optional
+        Only pixels whose angle (degrees, from the positive x-axis, in [0, 360]) lies
+        between the two bounds, inclusive, are averaged. Bounds outside [0, 360] are
+        wrapped into it.
+    trim : bool, optional
+        If True, leading and trailing bins whose sum is zero are dropped from the result.
+
+    Notes
+    -----
+    Bins, angles and trimming follow :func:`azimuthal_average` of scikit-ued, including
+    its convention that ``trim=False`` drops the last (outermost) bin.
+    """
+
+    def __init__(self, shape, center, mask=None, angular_bounds=None, trim=True):
+        shape = tuple(int(n) for n in shape)
+        if len(shape) != 2 or min(shape) < 1:
+            raise ValueError(f"shape must be (ny, nx) with positive sizes, got {shape}")
+        xc, yc = _check_center_xy(center, shape)
+        self.shape = shape
+        self.center = (xc, yc)
+        self.trim = bool(trim)
+
+        yy, xx = np.indices(shape, dtype=float)
+        xx -= xc
+        yy -= yc
+        bins = np.rint(np.hypot(xx, yy)).astype(np.intp).ravel()
+        include = np.ones(bins.size, dtype=bool)
+        if angular_bounds:
+            if len(angular_bounds) != 2 or not np.all(np.isfinite(angular_bounds)):
+                raise ValueError(
+                    f"angular_bounds must be two finite angles in degrees, got {angular_bounds}"
+                )
+            low, high = sorted(_wrap_degrees(b) for b in angular_bounds)
+            angles = np.rad2deg(np.arctan2(yy, xx)).ravel() + 180
+            include = (angles >= low) & (angles <= high)
+        # The number of bins follows every pixel within the bounds, valid or not.
+        self.nbins = int(bins[include].max()) + 1 if include.any() else 0
+        if mask is not None:
+            include &= _check_mask(mask, shape).ravel()
+        if not include.any():
+            raise ValueError("mask and angular_bounds leave no valid pixel to average")
+
+        counts = np.bincount(bins[include], minlength=self.nbins).astype(float)
+        #: Number of valid pixels in each bin.
+        self.counts = counts
+        rows = bins[include].astype(np.int32)
+        data = np.ones(rows.size)
+        indptr = np.zeros(bins.size + 1, dtype=np.int32)
+        np.cumsum(include, out=indptr[1:])
+        self._sum = sp.csc_array(
+            (data, rows, indptr), shape=(self.nbins, bins.size)
+        )
+        self.radius = np.arange(self.nbins)
+
+    def _one(self, frame, out):
+        np.divide(self._sum @ frame.ravel(), np.maximum(self.counts, 1), out=out)
+        if not np.isfinite(out).all():
+            raise ValueError("image has NaN or infinite values at valid pixels")
+
+    def __call__(self, image):
+        """Azimuthal average of a frame ``(ny, nx)`` or of a batch ``(n, ny, nx)``.
+
+        Parameters
+        ----------
+        image : array_like, shape ``(ny, nx)`` or ``(n, ny, nx)``
+            Frame(s) of the plan's shape.
+
+        Returns
+        -------
+        radius : ndarray of int, shape (m,)
+            Radius of each bin [px].
+        intensity : ndarray of float, shape (m,) or (n, m)
+            Mean of the valid pixels of each bin. For a batch, trimming keeps every bin
+            that is non-zero in at least one frame.
+        """
+        image = np.asarray(image)
+        if image.ndim not in (2, 3) or image.shape[-2:] != self.shape:
+            raise ValueError(
+                f"image must have shape {self.shape} or (n, *{self.shape}), got {image.shape}"
+            )
+        if image.dtype == bool or not np.issubdtype(image.dtype, np.number):
+            raise ValueError(f"image must be numeric, got dtype {image.dtype}")
+        frames = image.reshape((-1, *self.shape))
+        out = np.empty((frames.shape[0], self.nbins))
+        for frame, row in zip(frames, out, strict=True):
+            self._one(frame, row)
+
+        first, last = 0, -1
+        if self.trim:
+            nonzero = np.flatnonzero(np.any(out != 0, axis=0))
+            first, last = (nonzero[0], nonzero[-1] + 1) if nonzero.size else (0, 0)
+        out = out[:, first:last]
+        return self.radius[first:last], out[0] if image.ndim == 2 else out
+
+
+def azimuthal_average(image, center, mask=None, angular_bounds=None, trim=True):
+    """Azimuthal (angular) average of an image about a centre, e.g. of powder rings.
+
+    Parameters
+    ----------
+    image : array_like, shape (M, N)
+        Image.
+    center : array_like, shape (2,)
+        Centre ``(xc, yc)`` in pixels: ``image[yc, xc]`` is the intensity at the centre.
+    mask : ndarray of bool, optional
+        True on valid pixels.
+    angular_bounds : 2-tuple of float, optional
+        If given, only pixels at angles (degrees from the positive x-axis, in [0, 360])
+        between the two bounds, inclusive, are averaged. Bounds outside [0, 360] are
+        wrapped into it.
+    trim : bool, optional
+        If True, leading and trailing bins that sum to zero (e.g. masked away) are removed.
+
+    Returns
+    -------
+    radius : ndarray of int, ndim 1
+        Radius of each bin [px]; it may not start at 0 if ``trim`` is True.
+    average : ndarray of float, ndim 1
+        Mean intensity of the valid pixels at each radius.
+
+    Raises
+    ------
+    ValueError
+        If ``center`` is outside the image, ``mask`` is not a boolean array of the image's
+        shape, no pixel is left to average, or ``image`` has NaN or infinite values at
+        valid pixels.
+
+    See Also
+    --------
+    AzimuthalPlan : the same average, with the bin geometry computed once for many frames.
+
+    Notes
+    -----
+    Each pixel goes to the bin of its distance to the centre rounded to the nearest
+    integer (no sub-pixel splitting), as in scikit-ued. With ``trim=False`` the last bin
+    is not returned, also as in scikit-ued.
+    """
+    image = _check_image(image, "image")
+    plan = AzimuthalPlan(image.shape, center, mask, angular_bounds, trim)
+    return plan(image)
