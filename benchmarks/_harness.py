@@ -52,7 +52,9 @@ def run_cases(cases, size, repeat=3, label=""):
 def main_for(cases_fn, sizes=(1024, 2048), argv=None):
     """Command-line entry of one area's benchmark."""
     import argparse
+    import warnings
 
+    warnings.simplefilter("ignore", RuntimeWarning)  # scikit-ued's casts and sqrt of negatives
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=list(sizes))
     parser.add_argument("--repeat", type=int, default=3)
