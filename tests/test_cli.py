@@ -12,10 +12,10 @@ from uedflow.cli import main
 def test_demo_generates_opens_and_ingests(tmp_path, capsys):
     assert main(["demo", "--dir", str(tmp_path / "demo"), "--size", "128"]) == 0
     out = capsys.readouterr().out
-    assert "dims   : scan=2, delay=12, y=128, x=128" in out
+    assert "dims   : delay=12, scan=2, y=128, x=128" in out
     assert "compression ratio" in out
     assert "identical to the raw run: True" in out
-    assert open_stack(tmp_path / "demo" / "run.zarr").shape == (2, 12, 128, 128)
+    assert open_stack(tmp_path / "demo" / "run.zarr").shape == (12, 2, 128, 128)
     assert main(["demo", "--dir", str(tmp_path / "demo"), "--size", "128"]) == 0
     assert "Using the demo run" in capsys.readouterr().out
 

@@ -74,14 +74,14 @@ def test_opening_reads_no_pixels_and_one_frame_reads_one_chunk(tmp_path, monkeyp
 def test_run_directory_has_scan_and_delay_dims(tmp_path):
     truth = make_run(tmp_path / "run", shape=(64, 64), delays=[-1.0, 0.0, 0.5, 2.0], n_scans=3)
     stack = open_stack(tmp_path / "run")
-    assert stack.dims == ("scan", "delay", "y", "x")
-    assert stack.shape == (3, 4, 64, 64)
+    assert stack.dims == ("delay", "scan", "y", "x")
+    assert stack.shape == (4, 3, 64, 64)
     np.testing.assert_array_equal(stack.delay.values, truth["delays"])
     assert stack.delay.attrs["units"] == "ps"
     np.testing.assert_array_equal(stack.scan.values, [0, 1, 2])
     expected = tifffile.imread(tmp_path / "run" / truth["files"][2][1])
     np.testing.assert_array_equal(stack.sel(scan=2, delay=0.0).values, expected)
-    assert stack.data.chunksize[:2] == (1, 4)
+    assert stack.data.chunksize[:2] == (4, 3)
 
 
 def test_corrupt_run_manifest(tmp_path):
@@ -133,7 +133,9 @@ def test_arrays():
     assert open_stack(frame).shape == (1, 8, 9)
     four = open_stack(np.zeros((2, 3, 8, 9)))
     assert four.dims == ("dim_0", "frame", "y", "x")
-    assert four.data.chunksize == (1, 3, 8, 9)
+    assert four.data.chunksize == (2, 3, 8, 9)  # small frames: one chunk
+    assert open_stack(np.zeros((2, 3, 8, 9)), chunks=4).data.chunksize == (1, 3, 8, 9)
+    assert open_stack(np.zeros((4, 3, 8, 9)), chunks=6).data.chunks[:2] == ((2, 2), (3,))
     with pytest.raises(ValueError, match="at least 2"):
         open_stack(np.zeros(5))
     labelled = open_stack(xr.DataArray(np.zeros((4, 8, 9)), dims=("t", "y", "x")), chunks=2)

@@ -21,7 +21,7 @@ def test_round_trip_keeps_values_dims_and_coords(run, tmp_path):
     stack = open_stack(run)
     report = to_zarr(stack, tmp_path / "run.zarr")
     back = open_stack(tmp_path / "run.zarr")
-    assert back.dims == stack.dims == ("scan", "delay", "y", "x")
+    assert back.dims == stack.dims == ("delay", "scan", "y", "x")
     assert back.dtype == stack.dtype
     np.testing.assert_array_equal(back.values, stack.values)
     np.testing.assert_array_equal(back.delay.values, stack.delay.values)
@@ -35,7 +35,7 @@ def test_store_layout_codec_and_chunks(run, tmp_path):
     to_zarr(open_stack(run), tmp_path / "run.zarr", clevel=3)
     meta = json.loads((tmp_path / "run.zarr" / "intensity" / "zarr.json").read_text())
     assert meta["zarr_format"] == 3
-    assert meta["dimension_names"] == ["scan", "delay", "y", "x"]
+    assert meta["dimension_names"] == ["delay", "scan", "y", "x"]
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, 1, 96, 96]
     blosc = [c for c in meta["codecs"] if c["name"] == "blosc"]
     assert blosc and blosc[0]["configuration"]["cname"] == "zstd"

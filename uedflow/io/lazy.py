@@ -53,8 +53,8 @@ def open_stack(source, *, chunks=None):
         What to open:
 
         * a run directory (one holding a ``run.json`` manifest, as written by
-          :func:`uedflow.datasets.make_run`): dims ``("scan", "delay", "y", "x")`` with the
-          delays as a coordinate;
+          :func:`uedflow.datasets.make_run`): dims ``("delay", "scan", "y", "x")`` with the
+          delays (ps) and scans as coordinates;
         * a directory, a glob pattern or a list of image files, one frame each (TIFF, or any
           format :func:`uedflow.diffread` reads): dims ``("frame", "y", "x")``, files in
           natural sort order, with a ``file`` coordinate;
@@ -63,8 +63,8 @@ def open_stack(source, *, chunks=None):
         * a zarr store (written by :func:`uedflow.to_zarr`, or any zarr array);
         * an in-memory or dask array (``(y, x)``, ``(frame, y, x)`` or more leading dims).
     chunks : int or dict, optional
-        An int is the number of frames per chunk along the last leading dim (other leading
-        dims get chunks of 1, frames are never split). A dict maps dim names to chunk sizes,
+        An int is the number of whole frames per chunk (frames are never split), filled
+        along the last leading dim first. A dict maps dim names to chunk sizes,
         as :meth:`xarray.DataArray.chunk` takes them. The default makes chunks of whole
         frames of about 64 MiB.
 
@@ -109,13 +109,20 @@ def _frame_dims(ndim):
 
 
 def _leading_chunks(shape, nframes_chunk, itemsize):
-    """Chunks of whole frames: 1 along all leading dims but the last, which gets several."""
+    """Chunks of whole frames, ``nframes_chunk`` of them (default: about 64 MiB).
+
+    The leading dims are filled from the last: a chunk spans the whole last leading dim before
+    it spans more than one index of the dim before it.
+    """
     lead, frame = shape[:-2], shape[-2:]
-    if not lead:
-        return frame
     if nframes_chunk is None:
-        nframes_chunk = frames_per_chunk(int(np.prod(frame)) * itemsize, lead[-1])
-    return (1,) * (len(lead) - 1) + (min(nframes_chunk, lead[-1]),) + frame
+        nframes_chunk = frames_per_chunk(int(np.prod(frame)) * itemsize, int(np.prod(lead)))
+    chunks = []
+    budget = max(int(nframes_chunk), 1)
+    for n in reversed(lead):
+        chunks.append(max(min(n, budget), 1))
+        budget //= max(n, 1)
+    return (*reversed(chunks), *frame)
 
 
 def _from_array(array, nframes_chunk, source="<array>", fmt="array"):
@@ -201,7 +208,7 @@ def _from_run(path, nframes_chunk):
     if grid.shape != (len(scans), len(delays)):
         raise CorruptFileError(manifest_path, f"'files' has shape {grid.shape}, expected "
                                f"(scans, delays) = {(len(scans), len(delays))}")
-    frames = FrameFiles(grid)
+    frames = FrameFiles(grid.T)
     chunks = _leading_chunks(frames.shape, nframes_chunk, frames.dtype.itemsize)
     data = da.from_array(frames, chunks=chunks, asarray=False, fancy=False,
                          meta=np.empty((0,) * 4, frames.dtype))
@@ -209,7 +216,7 @@ def _from_run(path, nframes_chunk):
         "scan": scans,
         "delay": ("delay", delays, {"units": manifest.get("delay_units", "ps")}),
     }
-    return _labelled(data, str(path), "run", dims=("scan", "delay", "y", "x"), coords=coords)
+    return _labelled(data, str(path), "run", dims=("delay", "scan", "y", "x"), coords=coords)
 
 
 def _is_zarr(path):
