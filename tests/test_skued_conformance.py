@@ -1,5 +1,6 @@
 """scikit-ued's own tests for image (but calibration), io and baseline pass against uedflow."""
 
+
 import skued_conformance  # tests/ is on sys.path under pytest's default import mode
 
 
@@ -15,3 +16,22 @@ def test_imports_are_switched_to_uedflow():
     assert "from skued import kinematicsim\n" in rewritten
     assert "from uedflow import dtcwt, idtcwt\n" in rewritten
     assert "skued.baseline" not in rewritten
+
+
+#: Every name of scikit-ued's frame API that uedflow carries (issue: frame kernels).
+DROP_IN = """diffread dmread mibread imibread mibheader align ialign itrack_peak autocenter
+auto_masking nfold reflection azimuthal_average bragg_peaks bragg_peaks_persistence
+brillouin_zones mask_from_collection combine_masks mask_image isnr snr_from_collection triml
+trimr baseline_dwt baseline_dt dtcwt idtcwt dt_max_level dt_first_stage available_dt_filters
+available_first_stage_filters""".split()
+
+
+def test_uedflow_exports_every_drop_in_name():
+    import skued.baseline
+
+    import uedflow
+
+    for name in DROP_IN:
+        assert callable(getattr(uedflow, name)), name
+        assert hasattr(skued, name) or hasattr(skued.baseline, name), name
+    assert uedflow.brilluoin_zones is uedflow.brillouin_zones

@@ -7,7 +7,9 @@ calls of the same plans. Lifting onto lazy stacks lives in :mod:`uedflow.stack`.
 """
 
 from .alignment import AlignPlan, align, ialign, itrack_peak
+from .brillouin import brillouin_zones, brilluoin_zones
 from .center import auto_masking, autocenter
+from .indexing import bragg_peaks, bragg_peaks_persistence, superlevel_persistence
 from .metrics import (
     RunningStats,
     combine_masks,
@@ -30,6 +32,10 @@ __all__ = [
     "auto_masking",
     "autocenter",
     "azimuthal_average",
+    "bragg_peaks",
+    "bragg_peaks_persistence",
+    "brillouin_zones",
+    "brilluoin_zones",
     "combine_masks",
     "ialign",
     "isnr",
@@ -39,6 +45,7 @@ __all__ = [
     "nfold",
     "reflection",
     "snr_from_collection",
+    "superlevel_persistence",
     "triml",
     "trimr",
 ]

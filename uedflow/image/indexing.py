@@ -89,23 +89,42 @@ def _gaussian_blur(image, sigma, truncate):
     return out
 
 
-def _window_sums(image, shape):
-    """``s[k] = sum(image[x] for x in frame and x - k in frame)`` for every lag ``k``.
+def _lag_sums(prefix, first, last, axis):
+    """Overlap sums along ``axis`` for the lags ``first <= 0 <= last``, from prefix sums.
 
-    Returned on the circular lag grid of ``shape`` (negative lags wrap around), from the
-    summed-area table of ``image``.
+    ``prefix`` holds cumulative sums along ``axis``, starting with a zero slice; the sum for
+    lag ``k`` runs over the ``x`` with ``x`` and ``x - k`` both inside the axis.
+    """
+    n = prefix.shape[axis] - 1
+
+    def part(start, stop):
+        index = [slice(None)] * prefix.ndim
+        index[axis] = slice(start, stop)
+        return prefix[tuple(index)]
+
+    return np.concatenate([part(n + first, n) - part(0, 1), part(n, n + 1) - part(0, last + 1)],
+                          axis=axis)
+
+
+def _window_sums(image, rows, cols):
+    """Sums of ``image`` over its overlap with itself shifted by ``(rows, cols)`` lags.
+
+    ``s[i, j] = sum(image[x] for x in frame if x - (rows[i], cols[j]) in frame)`` for the
+    consecutive lags ``rows`` and ``cols`` (each with 0 among them), from cumulative sums
+    along each axis; returned for the lags and for their opposites.
     """
     ny, nx = image.shape
-    table = np.zeros((ny + 1, nx + 1))
-    table[1:, 1:] = image.cumsum(0).cumsum(1)
-    lag_y = np.arange(shape[0])
-    lag_y[lag_y > shape[0] // 2] -= shape[0]
-    lag_x = np.arange(shape[1])
-    lag_x[lag_x > shape[1] // 2] -= shape[1]
-    y0, y1 = np.clip(lag_y, 0, ny), np.clip(ny + lag_y, 0, ny)
-    x0, x1 = np.clip(lag_x, 0, nx), np.clip(nx + lag_x, 0, nx)
-    return (table[y1[:, None], x1] - table[y0[:, None], x1]
-            - table[y1[:, None], x0] + table[y0[:, None], x0])
+    prefix = np.zeros((ny + 1, nx))
+    np.cumsum(image, axis=0, out=prefix[1:])
+    out = []
+    for sign in (1, -1):
+        by_rows = _lag_sums(prefix, min(sign * rows[0], sign * rows[-1]),
+                            max(sign * rows[0], sign * rows[-1]), axis=0)[::sign]
+        partial = np.zeros((ny, nx + 1))
+        np.cumsum(by_rows, axis=1, out=partial[:, 1:])
+        out.append(_lag_sums(partial, min(sign * cols[0], sign * cols[-1]),
+                             max(sign * cols[0], sign * cols[-1]), axis=1)[:, ::sign])
+    return out
 
 
 def _masked_autocorrelation(image, mask):
@@ -114,7 +133,8 @@ def _masked_autocorrelation(image, mask):
     The masked normalized cross-correlation of Padfield [1]_ of ``image`` with itself (as
     ``skimage.registration`` computes it with ``mode="same"``), using that the two images and
     masks are equal: three real forward FFTs and four inverse ones, or one of each and
-    summed-area tables when every pixel is valid.
+    overlap sums from cumulative sums when every pixel is valid. Only the "same" lags are
+    computed, on a grid 1.5 times the frame instead of twice.
 
     References
     ----------
@@ -122,7 +142,8 @@ def _masked_autocorrelation(image, mask):
        Image Process. 21, 2706-2718 (2012).
     """
     ny, nx = image.shape
-    shape = tuple(fft.next_fast_len(2 * s - 1, real=True) for s in image.shape)
+    # Lags up to half the frame are kept: a circular grid of 1.5 frames has no wrap-around there
+    shape = tuple(fft.next_fast_len(s + s // 2, real=True) for s in image.shape)
 
     def spectrum(a):
         return fft.rfft2(a, s=shape, workers=-1)
@@ -131,35 +152,34 @@ def _masked_autocorrelation(image, mask):
         # c[k] = sum_x a[x] b[x - k] on the circular lag grid
         return fft.irfft2(a_hat * b_hat.conj(), s=shape, workers=-1)
 
-    f = np.where(mask, image, 0.0) if mask is not None else image
-    f_hat = spectrum(f)
-    ff = correlate(f_hat, f_hat)
-    if mask is None:
-        count = _window_sums(np.ones(image.shape), shape)
-        f_m = _window_sums(f, shape)
-        f2_m = _window_sums(f * f, shape)
-    else:
-        m_hat = spectrum(mask.astype(float))
-        count = np.round(correlate(m_hat, m_hat))
-        f_m = correlate(f_hat, m_hat)
-        f2_m = correlate(spectrum(f * f), m_hat)
     # "same" lags, and their opposites: the moving image's terms are the fixed ones mirrored
     rows = np.arange(ny) - ny // 2
     cols = np.arange(nx) - nx // 2
     lag = np.ix_(rows % shape[0], cols % shape[1])
     neg = np.ix_(-rows % shape[0], -cols % shape[1])
+    f = np.where(mask, image, 0.0) if mask is not None else image
+    f_hat = spectrum(f)
+    ff = correlate(f_hat, f_hat)[lag]
+    if mask is None:
+        n = np.outer(ny - np.abs(rows), nx - np.abs(cols)).astype(float)
+        fixed, moving = _window_sums(f, rows, cols)
+        fixed2, moving2 = _window_sums(f * f, rows, cols)
+    else:
+        m_hat = spectrum(mask.astype(float))
+        n = np.round(correlate(m_hat, m_hat)[lag])
+        f_m = correlate(f_hat, m_hat)
+        fixed, moving = f_m[lag], f_m[neg]
+        f2_m = correlate(spectrum(f * f), m_hat)
+        fixed2, moving2 = f2_m[lag], f2_m[neg]
     eps = np.finfo(float).eps
-    count = np.fmax(count, eps)
-    n = count[lag]
-    fixed, moving = f_m[lag], f_m[neg]
-    numerator = ff[lag] - fixed * moving / n
-    denom = np.sqrt(np.fmax(f2_m[lag] - fixed**2 / n, 0.0)
-                    * np.fmax(f2_m[neg] - moving**2 / n, 0.0))
+    n = np.fmax(n, eps)
+    numerator = ff - fixed * moving / n
+    denom = np.sqrt(np.fmax(fixed2 - fixed**2 / n, 0.0) * np.fmax(moving2 - moving**2 / n, 0.0))
     out = np.zeros_like(denom)
     valid = denom > 1e3 * eps * denom.max()
     out[valid] = numerator[valid] / denom[valid]
     np.clip(out, -1, 1, out=out)
-    out[n < OVERLAP_RATIO * count.max()] = 0.0
+    out[n < OVERLAP_RATIO * n.max()] = 0.0
     return out
 
 
