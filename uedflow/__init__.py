@@ -38,11 +38,9 @@ from .image import (
     ialign,
     isnr,
     itrack_peak,
-    mask_from_collection,
     mask_image,
     nfold,
     reflection,
-    snr_from_collection,
     triml,
     trimr,
 )
@@ -57,6 +55,7 @@ from .io import (
     supported_formats,
     to_zarr,
 )
+from .stack import UedAccessor, mask_from_collection, snr_from_collection
 
 try:
     __version__ = version("uedflow")
@@ -73,6 +72,7 @@ __all__ = [
     "IncompleteStoreError",
     "NFoldPlan",
     "RunningStats",
+    "UedAccessor",
     "UedflowError",
     "ZarrReport",
     "__version__",
