@@ -26,6 +26,48 @@ def test_autocenter_realistic_frames(kind, center):
     assert np.hypot(*(found - center)) <= 1
 
 
+def hexagonal_pattern(shape, center, spacing, seed):
+    """Hexagonal lattice of Gaussian spots, its second ring (at sqrt(3) spacings) brightest
+    as in graphite, central disc zeroed, clipped at 0.8 of its maximum, with 5 % uniform
+    noise: like the pattern of scikit-ued's ``bragg_peaks`` tests."""
+    rr, cc = np.indices(shape, dtype=float)
+    rr -= center[0]
+    cc -= center[1]
+    image = np.zeros(shape)
+    for h in range(-4, 5):
+        for k in range(-4, 5):
+            gr = spacing * np.sqrt(3) / 2 * k
+            gc = spacing * (h + k / 2)
+            g = np.hypot(gr, gc) / spacing
+            amplitude = 0.3 if g < 1.1 else np.exp(-((g - 1.7) ** 2) / 0.1)
+            image += amplitude * np.exp(-((rr - gr) ** 2 + (cc - gc) ** 2) / 4)
+    image[np.hypot(rr, cc) < spacing / 3] = 0
+    image = np.minimum(image, 0.8 * image.max())
+    image /= image.max()
+    return image + 0.05 * np.random.default_rng(seed).random(shape)
+
+
+@pytest.mark.parametrize(
+    ("center", "spacing"), [((128, 128), 69), ((110.4, 141.7), 60), ((120.3, 135.6), 60)]
+)
+def test_autocenter_lattice_picks_true_centre(center, spacing):
+    """A lattice is point-symmetric about every lattice point and half-point, and other
+    points of this one match their reflections better than the centre does; the centre
+    found must be the one about which the envelope is symmetric (no mask to help)."""
+    image = hexagonal_pattern((256, 256), center, spacing, seed=0)
+    assert np.hypot(*(autocenter(image) - center)) <= 1
+
+
+@pytest.mark.parametrize("center", [(256.3, 435.2), (102.9, 128.3)])
+def test_autocenter_lattice_far_off_centre(center):
+    """Far off-centre single-crystal frames (where the half-lattice points have the larger
+    overlap with the frame), binned for the rough search."""
+    shape = (512, 512)
+    frame = make_frame(shape, center, kind="single_crystal", seed=6)
+    found = autocenter(frame, mask=beam_block_mask(shape, center))
+    assert np.hypot(*(found - center)) <= 1
+
+
 def test_autocenter_beats_skued_on_hot_pixels():
     center = (120.3, 135.6)
     frame = make_frame((256, 256), center, kind="single_crystal", seed=1)

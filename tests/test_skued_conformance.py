@@ -35,3 +35,4 @@ def test_uedflow_exports_every_drop_in_name():
         assert callable(getattr(uedflow, name)), name
         assert hasattr(skued, name) or hasattr(skued.baseline, name), name
     assert uedflow.brilluoin_zones is uedflow.brillouin_zones
+

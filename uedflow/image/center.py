@@ -74,23 +74,37 @@ def _parabola_peak(left, mid, right):
     return float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
 
 
-def _inversion_scores(
-    image, valid, normalize_bg, guess=None, radius=None, smooth=0, detrend=False
-):
+def _prepare(image, valid, smooth=0):
+    """``image`` zeroed outside ``valid``, isolated hot pixels clipped, optionally blurred.
+
+    Isolated hot pixels are clipped to the brightest of their neighbours. With ``smooth``,
+    the valid pixels are blurred by a Gaussian of that width (a normalized convolution, so
+    that masked pixels do not darken their surroundings).
+    """
+    image = np.where(valid, image, 0.0)
+    np.minimum(image, ndimage.maximum_filter(image, footprint=_NEIGHBOURS), out=image)
+    if smooth:
+        image = ndimage.gaussian_filter(image, smooth, mode="constant")
+        weight = ndimage.gaussian_filter(valid.astype(float), smooth, mode="constant")
+        image /= np.maximum(weight, 1e-6)
+    return image
+
+
+def _padded_size(shape):
+    """FFT size for the full linear convolution of two arrays of ``shape``."""
+    return [fft.next_fast_len(2 * n - 1, real=True) for n in shape]
+
+
+def _inversion_scores(image, valid, normalize_bg, guess=None, radius=None, detrend=False):
     """Normalized correlation of ``image`` with its point reflections about every ``t / 2``.
 
     The correlation of :math:`I(x)` with :math:`I(t - x)` over the valid pixels is a
     normalized auto-convolution, computed for every ``t`` at once with the masked
     correlation of Padfield (2012). ``t`` outside ``radius`` of ``2 * guess`` (when given)
-    and reflections that overlap too few pixels score ``-inf``.
+    and reflections that overlap too few pixels score ``-inf``. ``image`` is not modified.
     """
     weight = valid.astype(float)
-    image = np.where(valid, image, 0.0)
-    # Isolated hot pixels are clipped to the brightest of their neighbours.
-    np.minimum(image, ndimage.maximum_filter(image, footprint=_NEIGHBOURS), out=image)
-    if smooth:
-        image = ndimage.gaussian_filter(image, smooth, mode="constant")
-        image /= np.maximum(ndimage.gaussian_filter(weight, smooth, mode="constant"), 1e-6)
+    image = image.astype(float)
     if detrend:
         rr, cc = np.indices(image.shape)
         design = np.stack([np.ones(valid.sum()), rr[valid], cc[valid]], axis=1)
@@ -108,7 +122,7 @@ def _inversion_scores(
     image /= std if std > 0 else 1.0
     image *= weight
 
-    size = [fft.next_fast_len(2 * n - 1, real=True) for n in image.shape]
+    size = _padded_size(image.shape)
     f_image = fft.rfft2(image, size, workers=-1)
     f_square = fft.rfft2(image * image, size, workers=-1)
     f_weight = fft.rfft2(weight, size, workers=-1)
@@ -136,9 +150,28 @@ def _inversion_scores(
     return score
 
 
-def _peak_center(score):
-    """Centre ``t / 2`` at the maximum of ``score``, refined to sub-pixel by parabolas."""
-    peak = np.unravel_index(np.argmax(score), score.shape)
+def _bright_overlap(envelope, valid):
+    """Overlap of the bright half of ``envelope`` with its point reflection about every ``t / 2``.
+
+    The auto-convolution of the envelope above its median, scaled to a largest value of 1.
+    Unlike a normalized correlation, it is largest where the brightest region (the
+    surroundings of the undiffracted beam, where form factor and Debye-Waller factor are
+    largest) reflects onto itself, which no other inversion centre of a lattice does.
+    """
+    bright = np.where(valid, np.maximum(envelope - np.median(envelope[valid]), 0), 0)
+    size = _padded_size(bright.shape)
+    f_bright = fft.rfft2(bright, size, workers=-1)
+    crop = tuple(slice(0, 2 * n - 1) for n in bright.shape)
+    overlap = fft.irfft2(f_bright * f_bright, size, workers=-1)[crop]
+    peak = overlap.max()
+    return overlap / peak if peak > 0 else overlap
+
+
+def _peak_center(score, peak=None):
+    """Centre ``t / 2`` at the maximum of ``score`` (or at index ``peak``), refined to sub-pixel
+    by parabolas."""
+    if peak is None:
+        peak = np.unravel_index(np.argmax(score), score.shape)
     offsets = []
     for axis in (0, 1):
         lo, hi = list(peak), list(peak)
@@ -186,6 +219,10 @@ def autocenter(im, mask=None, normalize_bg=True):
     frame edges and far off-centre patterns without cropping. The search runs first on
     the frame binned to about 256 pixels, then on a full-resolution crop about the rough
     centre (binned 2x for frames over 1500 pixels), with a parabolic sub-pixel peak.
+    A lattice of Bragg spots is point-symmetric about each of its points and half-points;
+    the rough search therefore also scores the symmetry of the blurred pattern (its
+    envelope), and chooses among the local maxima with the overlap of the envelope's bright
+    part with its reflection, largest at the true centre.
     Isolated hot pixels are clipped to their brightest neighbour before the search, so
     that saturated pixels cannot create false symmetry centres.
 
@@ -207,24 +244,33 @@ def autocenter(im, mask=None, normalize_bg=True):
         if bad.any():
             im = np.where(bad, 0, im)
 
-    # Rough centre: the binned pattern must match its reflection both in detail and in its
-    # envelope (the pattern blurred beyond its lattice), which tells the true centre from
-    # the other inversion centres of a lattice.
+    # Rough centre. A lattice is point-symmetric about each of its points and half-points,
+    # so three scores are added: the symmetry of the binned pattern's details (blurred by a
+    # bin if binned, so that spots narrower than a bin still overlap their reflections), the
+    # symmetry of its envelope (the pattern blurred beyond its lattice), and the overlap of
+    # the envelope's bright part with its reflection, which only the true centre maximizes.
     factor = max(1, round(min(im.shape) / COARSE_SIZE))
     binned, binned_valid = _bin(im, valid, factor)
-    score = _inversion_scores(binned, binned_valid, normalize_bg)
+    detail = _prepare(binned, binned_valid, smooth=1 if factor > 1 else 0)
+    envelope = _prepare(binned, binned_valid, smooth=min(binned.shape) / 20)
+    score = _inversion_scores(detail, binned_valid, normalize_bg)
     # A linear intensity gradient (Ewald-sphere walk-off) breaks the envelope's symmetry;
     # removing the best-fitting plane restores it, but also distorts an off-centre envelope:
     # the better of the two counts.
-    smooth = min(binned.shape) / 20
     score += np.maximum(
-        _inversion_scores(binned, binned_valid, False, smooth=smooth),
-        _inversion_scores(binned, binned_valid, False, smooth=smooth, detrend=True),
+        _inversion_scores(envelope, binned_valid, False),
+        _inversion_scores(envelope, binned_valid, False, detrend=True),
     )
-    rough = factor * _peak_center(score) + (factor - 1) / 2
+    # The bright overlap only chooses among the local maxima: it is smooth, and would pull
+    # the centre of a pattern without fine detail.
+    candidates = (score == ndimage.maximum_filter(score, size=3)) & np.isfinite(score)
+    ranking = np.where(candidates, score + _bright_overlap(envelope, binned_valid), -np.inf)
+    peak = np.unravel_index(np.argmax(ranking), score.shape)
+    rough = factor * _peak_center(score, peak) + (factor - 1) / 2
     if factor == 1:
         return rough
 
+    # Precise centre: the unblurred details alone, near the rough centre.
     fine = max(1, round(min(im.shape) / 1024))
     half = FINE_HALF_SIZE * fine
     corner = [
@@ -233,6 +279,7 @@ def autocenter(im, mask=None, normalize_bg=True):
     window = tuple(slice(c, c + 2 * half) for c in corner)
     crop, crop_valid = _bin(im[window], valid[window], fine)
     guess = (rough - corner - (fine - 1) / 2) / fine
+    crop = _prepare(crop, crop_valid)
     score = _inversion_scores(crop, crop_valid, normalize_bg, guess, factor / fine + 2)
     local = _peak_center(score)
     return fine * local + (fine - 1) / 2 + corner

@@ -1,8 +1,9 @@
 """Open raw data lazily as labelled, chunked stacks: :func:`open_stack`.
 
 Opening reads headers only. Pixel data is read when (and only where) the stack is computed,
-one chunk of a few whole frames per dask task. Every task graph holds file names and offsets,
-never open file handles or memory maps, so stacks can be computed on distributed workers.
+one chunk of a few whole frames per dask task. Every task graph holds absolute file names and
+offsets, never open file handles or memory maps, so stacks can be computed on distributed
+workers (whatever their working directory).
 """
 
 import glob
@@ -133,7 +134,8 @@ def _from_array(array, nframes_chunk, source="<array>", fmt="array"):
 
 
 def _from_path(source, nframes_chunk):
-    text = os.fspath(source)
+    # absolute paths: tasks may run on workers whose working directory differs
+    text = os.path.abspath(os.fspath(source))
     if glob.has_magic(text) and not os.path.exists(text):
         files = _natural_sorted(glob.glob(text))
         if not files:
@@ -186,7 +188,7 @@ def _from_lazy_file(array_like, nframes_chunk, fmt):
 def _from_files(files, nframes_chunk, source=None):
     if not files:
         raise ValueError("open_stack needs at least one file")
-    paths = np.array([os.fspath(f) for f in files], dtype=object)
+    paths = np.array([os.path.abspath(f) for f in files], dtype=object)
     frames = FrameFiles(paths)
     data = da.from_array(frames, chunks=_leading_chunks(frames.shape, nframes_chunk,
                                                         frames.dtype.itemsize),

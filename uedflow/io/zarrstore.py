@@ -7,7 +7,6 @@ whether the write completed: :func:`uedflow.open_stack` refuses a store whose wr
 interrupted, so an incomplete store never passes for a complete one.
 """
 
-import contextlib
 import os
 from dataclasses import dataclass
 
@@ -74,7 +73,7 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
     """
     import zarr
 
-    store = os.fspath(store)
+    store = os.path.abspath(os.fspath(store))
     if os.path.exists(store) and not overwrite:
         raise FileExistsError(f"The zarr store '{store}' already exists (use overwrite=True)")
     if not isinstance(stack, xr.DataArray):
@@ -89,8 +88,7 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
     encoding = {VARIABLE: {"chunks": frame_chunks, "compressors": (blosc_zstd(clevel),)}}
     writer = ds.to_zarr(store, mode="w", zarr_format=3, consolidated=False, compute=False,
                         encoding=encoding)
-    with _progress(progress):
-        writer.compute()
+    _run(writer, progress)
     group = zarr.open_group(store, mode="r+")
     group.attrs["uedflow"] = {**info, "complete": True}
     array = group[VARIABLE]
@@ -98,9 +96,33 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
                       nbytes=int(array.nbytes), stored_bytes=int(array.nbytes_stored()))
 
 
-def _progress(enabled):
-    if not enabled:
-        return contextlib.nullcontext()
+def _run(writer, progress):
+    """Compute ``writer`` on the active scheduler, with a progress bar that it can show."""
+    client = _distributed_client()
+    if client is not None:
+        future = client.compute(writer)
+        if progress:
+            from distributed import progress as distributed_progress
+
+            distributed_progress(future)
+        future.result()
+        return
+    if not progress:
+        writer.compute()
+        return
     from dask.diagnostics import ProgressBar
 
-    return ProgressBar(dt=0.5)
+    with ProgressBar(dt=0.5):
+        writer.compute()
+
+
+def _distributed_client():
+    """The active ``distributed.Client``, or None (threads and processes schedulers)."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None

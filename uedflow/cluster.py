@@ -1,0 +1,168 @@
+"""Run stack computations on worker processes or a cluster: :func:`connect`.
+
+Without any set-up, uedflow computes on dask's threaded scheduler: no server, no
+configuration. :func:`connect` returns a :class:`distributed.Client` for when threads are not
+enough: a cluster of local worker processes, an existing scheduler, or a cluster object from
+a job-queue system (e.g. ``dask_jobqueue.SLURMCluster``). While the client is open, every
+``.compute()`` (and :func:`uedflow.to_zarr`) runs on it; closing it, or leaving its ``with``
+block, returns to threads.
+
+Stacks opened with :func:`uedflow.open_stack` hold file names and offsets in their task
+graphs, never pixel data or open files, so workers read the frames themselves: they need
+the files at the same paths (a shared file system), not the process that opened them.
+"""
+
+import asyncio
+import numbers
+from concurrent.futures import ThreadPoolExecutor
+
+from dask.system import CPU_COUNT
+from dask.utils import parse_bytes
+
+__all__ = ["connect"]
+
+
+def connect(address=None, *, cluster=None, n_workers=None, threads_per_worker=None,
+            memory_limit=None, timeout=10):
+    """Connect to a dask cluster, starting one of local worker processes if none is given.
+
+    Parameters
+    ----------
+    address : str, optional
+        Address of a running dask scheduler, e.g. ``"tcp://10.0.0.5:8786"``. By default a
+        cluster of worker processes is started on this machine, reachable only on
+        127.0.0.1.
+    cluster : distributed cluster object, optional
+        A cluster started elsewhere (``LocalCluster``, ``dask_jobqueue.SLURMCluster`` ...).
+        Not with ``address``.
+    n_workers : int, optional
+        Local cluster only: number of worker processes (default: the number of cores
+        available to this process).
+    threads_per_worker : int, optional
+        Local cluster only: threads per worker process (default 1). One thread per process
+        suits uedflow's kernels: their Python-level work does not contend for one GIL, and
+        kernels with threads of their own (FFTs) do not oversubscribe the cores.
+    memory_limit : int or str, optional
+        Local cluster only: memory per worker, in bytes or as a string such as
+        ``"4 GiB"``. Workers spill to disk, then pause, as they approach it. The default
+        shares the machine's memory evenly between the workers.
+    timeout : float, optional
+        Seconds to wait for the scheduler at ``address`` or of ``cluster`` to answer.
+
+    Returns
+    -------
+    client : distributed.Client
+        Active client, also usable as a context manager: ``with connect() as client:``
+        closes the client, and shuts down the local cluster if :func:`connect` started
+        one. A scheduler or cluster object that was passed in is never shut down.
+
+    Raises
+    ------
+    ValueError
+        If ``n_workers``, ``threads_per_worker`` or ``memory_limit`` is not a positive
+        size, if they are given together with ``address`` or ``cluster``, or if both
+        ``address`` and ``cluster`` are given.
+    ConnectionError
+        If no dask scheduler answers at ``address`` within ``timeout`` seconds.
+
+    Notes
+    -----
+    The local cluster's scheduler, workers and diagnostics pages listen on 127.0.0.1 only,
+    on free ports (``client.dashboard_link`` gives the diagnostics address). Worker
+    processes are started with single-threaded BLAS/OpenMP libraries.
+
+    Examples
+    --------
+    >>> with uedflow.cluster.connect(n_workers=4, memory_limit="8 GiB"):  # doctest: +SKIP
+    ...     mean = uedflow.open_stack("run/").mean("scan").compute()
+    """
+    from distributed import Client
+
+    if address is not None and cluster is not None:
+        raise ValueError("Pass either address or cluster, not both")
+    local = {"n_workers": n_workers, "threads_per_worker": threads_per_worker,
+             "memory_limit": memory_limit}
+    given = sorted(name for name, value in local.items() if value is not None)
+    timeout = _positive_number(timeout, "timeout")
+
+    if cluster is not None:
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to a local cluster, not to "
+                             "a cluster that is passed in")
+        return Client(cluster, timeout=timeout)
+    if address is not None:
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to a local cluster, not to "
+                             f"the scheduler at {address!r}")
+        if not isinstance(address, str):
+            raise ValueError(f"address must be a string like 'tcp://host:8786', got "
+                             f"{address!r}")
+        _check_scheduler(address, timeout)
+        return Client(address, timeout=timeout)
+
+    n_workers = CPU_COUNT if n_workers is None else _positive_int(n_workers, "n_workers")
+    threads_per_worker = (1 if threads_per_worker is None
+                          else _positive_int(threads_per_worker, "threads_per_worker"))
+    memory_limit = "auto" if memory_limit is None else _memory_bytes(memory_limit)
+    return Client(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                  memory_limit=memory_limit, processes=True, host="127.0.0.1",
+                  dashboard_address="127.0.0.1:0")
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _positive_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _memory_bytes(value):
+    """Bytes of a memory size given as an int or a string like ``"4 GiB"``."""
+    if isinstance(value, str):
+        try:
+            nbytes = parse_bytes(value)
+        except ValueError as exc:
+            raise ValueError(f"memory_limit must be a size like '4 GiB', got {value!r}") from exc
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        nbytes = int(value)
+    else:
+        raise ValueError(f"memory_limit must be bytes (int) or a size like '4 GiB', "
+                         f"got {value!r}")
+    if nbytes < 1:
+        raise ValueError(f"memory_limit must be positive, got {value!r}")
+    return nbytes
+
+
+def _check_scheduler(address, timeout):
+    """Raise ConnectionError unless a dask server completes a handshake at ``address``.
+
+    ``distributed.Client`` bounds the TCP connection by its timeout but not the handshake
+    that follows, so a port held by another kind of server (e.g. a dashboard's) would hang
+    it. The check runs in a thread of its own so that it works under a running event loop
+    (Jupyter) too.
+    """
+    from distributed.comm import connect as comm_connect
+
+    async def handshake():
+        comm = await comm_connect(address, timeout=timeout)
+        await comm.close()
+
+    def check():
+        asyncio.run(asyncio.wait_for(handshake(), timeout))
+
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(check).result()
+        except ValueError:  # malformed address: distributed's message says what is wrong
+            raise
+        except TimeoutError as exc:
+            raise ConnectionError(
+                f"No dask scheduler answered at {address!r} within {timeout:g} s") from exc
+        except Exception as exc:
+            raise ConnectionError(
+                f"No dask scheduler answered at {address!r}: {exc}") from exc
