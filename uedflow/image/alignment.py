@@ -33,6 +33,8 @@ import math
 import numpy as np
 import scipy.fft as sfft
 
+from ._validate import check_image, check_mask
+
 __all__ = ["AlignPlan", "align", "ialign", "itrack_peak"]
 
 #: Default sub-pixel precision of the registration: 1/20 px.
@@ -46,27 +48,10 @@ _EPS = float(np.finfo(np.float32).eps)
 
 
 def _check_image(array, name):
-    array = np.asarray(array)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got shape {array.shape}")
-    if array.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be a real numeric array, got dtype {array.dtype}")
+    array = check_image(array, name)
     if min(array.shape) < 2:
         raise ValueError(f"{name} must be at least 2 x 2 pixels, got shape {array.shape}")
     return array
-
-
-def _check_mask(mask, shape):
-    if mask is None:
-        return None
-    mask = np.asarray(mask)
-    if mask.dtype != bool:
-        raise ValueError(f"mask must be a boolean array (True on valid pixels), got {mask.dtype}")
-    if mask.shape != shape:
-        raise ValueError(f"mask has shape {mask.shape}, the reference {shape}")
-    if not mask.any():
-        raise ValueError("mask has no valid (True) pixel")
-    return mask
 
 
 def _lags(size, reach):
@@ -236,7 +221,7 @@ class AlignPlan:
     def __init__(self, reference, mask=None, *, upsample_factor=DEFAULT_UPSAMPLE_FACTOR,
                  max_shift=None, workers=1):
         reference = _check_image(reference, "reference")
-        mask = _check_mask(mask, reference.shape)
+        mask = check_mask(mask, reference.shape)
         if int(upsample_factor) != upsample_factor or upsample_factor < 1:
             raise ValueError(f"upsample_factor must be an integer >= 1, got {upsample_factor}")
         if max_shift is not None and not max_shift >= 1:

@@ -3,6 +3,8 @@
 import numpy as np
 from scipy import fft, ndimage
 
+from ._validate import check_image, check_mask
+
 __all__ = ["auto_masking", "autocenter"]
 
 #: Size (pixels) of the binned image searched for the rough centre.
@@ -13,31 +15,6 @@ FINE_HALF_SIZE = 128
 MIN_OVERLAP = 0.05
 #: 3x3 neighbourhood without its centre, to clip isolated hot pixels.
 _NEIGHBOURS = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=bool)
-
-
-def _check_image(im, name="im"):
-    """A real 2D numeric array, or ValueError naming ``name``."""
-    im = np.asarray(im)
-    if im.ndim != 2:
-        raise ValueError(f"{name} must be a 2D array, got shape {im.shape}")
-    if im.dtype == bool or im.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be a real numeric array, got dtype {im.dtype}")
-    return im
-
-
-def _check_mask(mask, shape, name="mask"):
-    """Boolean mask of ``shape`` (True or 1 on valid pixels), or ValueError naming ``name``."""
-    mask = np.asarray(mask)
-    if mask.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {mask.shape}, but the image has shape {shape}")
-    if mask.dtype == bool:
-        return mask
-    if mask.dtype.kind not in "iuf" or not ((mask == 0) | (mask == 1)).all():
-        raise ValueError(
-            f"{name} must be boolean (True on valid pixels) or hold only 0 and 1, "
-            f"got dtype {mask.dtype}"
-        )
-    return mask != 0
 
 
 def _check_center_xy(center, shape):
@@ -233,8 +210,8 @@ def autocenter(im, mask=None, normalize_bg=True):
     .. [2] D. Padfield, "Masked object registration in the Fourier domain", IEEE Trans.
        Image Process. 21, 2706-2718 (2012).
     """
-    im = _check_image(im)
-    valid = np.ones(im.shape, dtype=bool) if mask is None else _check_mask(mask, im.shape)
+    im = check_image(im)
+    valid = np.ones(im.shape, dtype=bool) if mask is None else check_mask(mask, im.shape)
     if not valid.any():
         raise ValueError("mask has no valid (True) pixel")
     if im.dtype.kind == "f":

@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 from skimage.filters import threshold_triangle
 from skimage.morphology import disk
 
+from ._validate import check_image, check_mask
 from .center import autocenter
 
 __all__ = ["bragg_peaks", "bragg_peaks_persistence", "superlevel_persistence"]
@@ -24,36 +25,6 @@ __all__ = ["bragg_peaks", "bragg_peaks_persistence", "superlevel_persistence"]
 #: Smallest overlap of the frame with itself shifted, as a fraction of the largest, below
 #: which the normalized autocorrelation is set to zero.
 OVERLAP_RATIO = 0.3
-
-
-def _check_image(im):
-    im = np.asarray(im)
-    if im.ndim != 2:
-        raise ValueError(f"im must be a 2D array, got shape {im.shape}")
-    if im.dtype == bool or im.dtype.kind not in "iuf":
-        raise ValueError(f"im must be a real numeric array, got dtype {im.dtype}")
-    if im.dtype.kind == "f" and not np.isfinite(im).all():
-        raise ValueError("im has NaN or infinite values")
-    return im
-
-
-def _check_mask(mask, shape):
-    """Boolean valid-pixel mask (bool, or numbers 0 and 1) of ``shape``, or ValueError."""
-    if mask is None:
-        return None
-    mask = np.asarray(mask)
-    if mask.shape != shape:
-        raise ValueError(f"mask has shape {mask.shape}, but im has shape {shape}")
-    if mask.dtype != bool:
-        if mask.dtype.kind not in "iuf" or not ((mask == 0) | (mask == 1)).all():
-            raise ValueError(
-                f"mask must be boolean (True on valid pixels) or hold only 0 and 1, "
-                f"got dtype {mask.dtype}"
-            )
-        mask = mask != 0
-    if not mask.any():
-        raise ValueError("mask has no valid (True) pixel")
-    return mask
 
 
 def _check_center(center):
@@ -227,8 +198,8 @@ def bragg_peaks(im, mask=None, center=None, min_dist=None):
     .. [2] D. Padfield, "Masked object registration in the Fourier domain", IEEE Trans.
        Image Process. 21, 2706-2718 (2012).
     """
-    im = _check_image(im)
-    valid = _check_mask(mask, im.shape)
+    im = check_image(im, finite=True)
+    valid = check_mask(mask, im.shape)
     center = _check_center(autocenter(im, valid) if center is None else center)
 
     work = im.astype(float)
@@ -323,8 +294,8 @@ def bragg_peaks_persistence(im, mask=None, center=None, min_dist=None, bd_thresh
     .. [2] S. Huber, "Persistent Homology in Data Science", in *Data Science - Analytics
        and Applications*, Springer Vieweg (2021). doi:10.1007/978-3-658-32182-6_13
     """
-    im = _check_image(im)
-    valid = _check_mask(mask, im.shape)
+    im = check_image(im, finite=True)
+    valid = check_mask(mask, im.shape)
     if min_dist is not None and not isinstance(min_dist, numbers.Real):
         try:
             min_dist = tuple(float(d) for d in min_dist)

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from .center import _check_center_xy, _check_image, _check_mask
+from ._validate import check_image, check_mask
+from .center import _check_center_xy
 
 __all__ = ["AzimuthalPlan", "azimuthal_average"]
 
@@ -74,7 +75,7 @@ class AzimuthalPlan:
         # The number of bins follows every pixel within the bounds, valid or not.
         self.nbins = int(bins[include].max()) + 1 if include.any() else 0
         if mask is not None:
-            include &= _check_mask(mask, shape).ravel()
+            include &= check_mask(mask, shape, require_valid=False).ravel()
         if not include.any():
             raise ValueError("mask and angular_bounds leave no valid pixel to average")
 
@@ -173,6 +174,6 @@ def azimuthal_average(image, center, mask=None, angular_bounds=None, trim=True):
     integer (no sub-pixel splitting), as in scikit-ued. With ``trim=False`` the last bin
     is not returned, also as in scikit-ued.
     """
-    image = _check_image(image, "image")
+    image = check_image(image, "image")
     plan = AzimuthalPlan(image.shape, center, mask, angular_bounds, trim)
     return plan(image)

@@ -5,7 +5,8 @@ import math
 import numpy as np
 from skimage.transform import warp
 
-from .center import _check_center_xy, _check_image, _check_mask
+from ._validate import check_image, check_mask
+from .center import _check_center_xy
 
 __all__ = ["NFoldPlan", "nfold", "reflection"]
 
@@ -90,7 +91,7 @@ class NFoldPlan:
         self.fill_value = float(fill_value)
         step = 360 // self.mod
         self._transforms = [_rotation(a, self.center) for a in range(step, 360, step)]
-        self.mask = None if mask is None else _check_mask(mask, shape)
+        self.mask = None if mask is None else check_mask(mask, shape, require_valid=False)
         self.weight = None
         if self.mask is None:
             return
@@ -122,7 +123,7 @@ class NFoldPlan:
         im = np.asarray(im)
         if im.ndim == 3 and im.shape[1:] == self.shape:
             return np.stack([self(frame) for frame in im])
-        im = _check_image(im)
+        im = check_image(im)
         if im.shape != self.shape:
             raise ValueError(f"im has shape {im.shape}, but the plan is for shape {self.shape}")
         im = _float_image(im, self.mask)
@@ -182,7 +183,7 @@ def nfold(im, mod, center=None, mask=None, fill_value=0.0):
     interpolation (zero outside the frame); with a mask, the rotations are averaged with
     the rotated mask as weights.
     """
-    im = _check_image(im)
+    im = check_image(im)
     return NFoldPlan(im.shape, mod, center, mask, fill_value)(im)
 
 
@@ -225,12 +226,12 @@ def reflection(im, angle, center=None, mask=None, fill_value=0.0):
     array's rows, which reflects about the intended line only when ``center`` is on the
     array's middle row; here the line always passes through ``center``.
     """
-    im = _check_image(im)
+    im = check_image(im)
     angle = float(angle)
     if not math.isfinite(angle):
         raise ValueError(f"angle must be finite, got {angle}")
     center = _default_center(im.shape) if center is None else _check_center_xy(center, im.shape)
-    valid = None if mask is None else _check_mask(mask, im.shape)
+    valid = None if mask is None else check_mask(mask, im.shape, require_valid=False)
     im = _float_image(im, valid)
     c, s = math.cos(math.radians(2 * angle)), math.sin(math.radians(2 * angle))
     transform = _about(np.array([[c, -s], [-s, -c]]), center)

@@ -16,9 +16,9 @@ import numpy as np
 import xarray as xr
 
 from ..baseline import DTBaselinePlan, DWTBaselinePlan
+from ..image._validate import check_mask
 from ..image.alignment import DEFAULT_UPSAMPLE_FACTOR, AlignPlan
-from ..image.alignment import _check_mask as _check_align_mask
-from ..image.center import _check_mask, autocenter
+from ..image.center import autocenter
 from ..image.indexing import bragg_peaks
 from ..image.powder import AzimuthalPlan
 from ..image.symmetry import NFoldPlan
@@ -36,10 +36,7 @@ def _valid_mask(mask, shape):
     mask = frame_mask(mask, shape)
     if mask is None:
         return None
-    mask = _check_mask(mask, shape)
-    if not mask.any():
-        raise ValueError("mask has no valid (True) pixel")
-    return mask
+    return check_mask(mask, shape)
 
 
 def _centers(center, stack, order):
@@ -153,7 +150,7 @@ class UedAccessor:
         """Plans and per-frame references of a registration."""
         shape = stack.shape[-2:]
         mask = frame_mask(mask, shape)
-        mask = None if mask is None else _check_align_mask(mask, shape)
+        mask = check_mask(mask, shape)
         options = {"upsample_factor": upsample_factor, "max_shift": max_shift}
         AlignPlan(np.zeros((2, 2)), **options)  # checks the options before any compute
         if isinstance(reference, xr.DataArray) and set(reference.dims) - {"y", "x"}:
@@ -251,7 +248,7 @@ class UedAccessor:
         mask = frame_mask(mask, shape)
         if isinstance(center, xr.DataArray):
             NFoldPlan(shape, mod)  # checks mod
-            mask = None if mask is None else _check_mask(mask, shape)
+            mask = check_mask(mask, shape, require_valid=False)
             plans = Plans(_nfold_plan, (shape, mod, mask, fill_value), per_frame=True)
             params = (_centers(center, stack, ["col", "row"]),)
         else:
@@ -292,7 +289,7 @@ class UedAccessor:
         shape = stack.shape[-2:]
         mask = frame_mask(mask, shape)
         if isinstance(center, xr.DataArray):
-            mask = None if mask is None else _check_mask(mask, shape)
+            mask = check_mask(mask, shape, require_valid=False)
             plans = Plans(_azimuthal_plan, (shape, mask, angular_bounds, trim), per_frame=True)
             params = (_centers(center, stack, ["col", "row"]),)
             radius = np.arange(int(np.rint(np.hypot(shape[0] - 1, shape[1] - 1))) + 1)
