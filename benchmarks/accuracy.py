@@ -49,7 +49,7 @@ def centre_errors(size, with_skued):
 def alignment_residuals(size, tmp):
     meta = make_run(tmp / f"align-{size}", shape=(size, size), delays=[0.0] * 9, n_scans=1,
                     drift=1.0, kind="mixed", seed=3, overwrite=True)
-    frames = uedflow.open_stack(tmp / f"align-{size}").values[0].astype(np.float64)
+    frames = uedflow.open_stack(tmp / f"align-{size}").values[:, 0].astype(np.float64)
     centers = np.asarray(meta["truth"]["centers"])[0]
     mask = uedflow.diffread(tmp / f"align-{size}" / meta["mask_file"]).astype(bool)
     plan = uedflow.AlignPlan(frames[0], mask)

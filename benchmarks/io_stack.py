@@ -123,7 +123,7 @@ def main():
             stack.sum(("y", "x"), dtype=np.int64).sum().compute(scheduler="sync")),
     }
     print(f"\n{len(files)} frames of {args.size}x{args.size} uint16 ({nbytes / 1e6:.0f} MB), "
-          f"{stack.data.chunksize[1]} frames per chunk, {os.cpu_count()} cores, "
+          f"{int(np.prod(stack.data.chunksize[:-2]))} frames per chunk, {os.cpu_count()} cores, "
           f"dask {dask.__version__}")
     print(f"{'read + sum every frame':28s} {'warm MB/s':>10s} {'vs tifffile':>12s} "
           f"{'vs skued':>9s} {'cold MB/s':>10s} {'vs tifffile':>12s} {'vs skued':>9s}")
