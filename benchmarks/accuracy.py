@@ -82,10 +82,12 @@ def main():
             print(f"  {size:5d}  {kind:16s} centre {i}   uedflow {ours:8.3f}   skued {theirs:8.2f}")
         ours = np.array([r[2] for r in rows])
         theirs = np.array([r[3] for r in rows])
-        print(f"  {size:5d}  all {len(rows)} cases: uedflow max {ours.max():.3f} px "
-              f"(≤ 1 px: {int((ours <= 1).sum())}/{len(rows)}), "
-              f"skued max {np.nanmax(theirs) if np.isfinite(theirs).any() else float('nan'):.1f}"
-              f" px (≤ 1 px: {int((theirs <= 1).sum())}/{len(rows)})")
+        summary = (f"  {size:5d}  all {len(rows)} cases: uedflow max {ours.max():.3f} px "
+                   f"(≤ 1 px: {int((ours <= 1).sum())}/{len(rows)})")
+        if np.isfinite(theirs).all():
+            summary += (f", skued max {theirs.max():.1f} px "
+                        f"(≤ 1 px: {int((theirs <= 1).sum())}/{len(rows)})")
+        print(summary + ("" if np.isfinite(theirs).all() else ", skued not run"))
 
     print("\nalign: registration residual (px RMS) over 8 drifting frames, Poisson counts, masked")
     with tempfile.TemporaryDirectory() as tmp:
