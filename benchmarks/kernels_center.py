@@ -39,12 +39,15 @@ def cases(size):
     center_xy = center_rc[::-1]
     frame = make_frame(shape, center_rc, kind="mixed", seed=0).astype(float)
     mask = beam_block_mask(shape, center_rc)
-    nfold_plan = NFoldPlan(shape, 6, center_xy, mask)
+    nfold_plan = NFoldPlan(shape, 6, center_xy, mask)  # one thread, as in stacks
+    nfold_plan_threads = NFoldPlan(shape, 6, center_xy, mask, workers=-1)
     azimuthal_plan = AzimuthalPlan(shape, center_xy, mask)
     return [
         Case("autocenter (mask)", uedflow=lambda: autocenter(frame, mask=mask),
              skued=lambda: skued.autocenter(frame, mask=mask)),
         Case("nfold 6 (mask) plan", uedflow=lambda: nfold_plan(frame),
+             skued=lambda: skued.nfold(frame, 6, center_xy, mask)),
+        Case("nfold 6 (mask) plan, threads", uedflow=lambda: nfold_plan_threads(frame),
              skued=lambda: skued.nfold(frame, 6, center_xy, mask)),
         Case("nfold 6 (mask) drop-in", uedflow=lambda: nfold(frame, 6, center_xy, mask),
              skued=lambda: skued.nfold(frame, 6, center_xy, mask)),

@@ -97,3 +97,16 @@ def test_bad_input(frame):
     plan = NFoldPlan(SHAPE, 6)
     with pytest.raises(ValueError, match="shape"):
         plan(frame[:50])
+
+
+def test_nfold_plan_threads_give_the_same_result():
+    rng = np.random.default_rng(7)
+    image = rng.random((96, 80))
+    mask = np.ones(image.shape, bool)
+    mask[:30, 35:45] = False
+    one = NFoldPlan(image.shape, 6, (40.3, 47.6), mask, workers=1)
+    two = NFoldPlan(image.shape, 6, (40.3, 47.6), mask, workers=2)
+    np.testing.assert_array_equal(one(image), two(image))
+    np.testing.assert_array_equal(one.weight, two.weight)
+    with pytest.raises(ValueError, match="workers"):
+        NFoldPlan(image.shape, 6, workers=0)

@@ -1,6 +1,8 @@
 """Symmetrization of images: n-fold rotational averages and mirror reflections."""
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from skimage.transform import warp
@@ -72,6 +74,9 @@ class NFoldPlan:
     fill_value : float, optional
         Value of the pixels that no valid pixel reaches (with a mask), and, if not 0, of
         the pixels that are invalid in every rotation.
+    workers : int, optional
+        Threads that compute the rotations of a frame at once (-1: one per core). The
+        default, 1, suits stacks, whose chunks already run in parallel.
 
     Attributes
     ----------
@@ -79,7 +84,7 @@ class NFoldPlan:
         Sum of the rotated mask weights at each pixel (None without a mask).
     """
 
-    def __init__(self, shape, mod, center=None, mask=None, fill_value=0.0):
+    def __init__(self, shape, mod, center=None, mask=None, fill_value=0.0, *, workers=1):
         shape = tuple(int(n) for n in shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ValueError(f"shape must be (ny, nx) with positive sizes, got {shape}")
@@ -89,6 +94,9 @@ class NFoldPlan:
         self.mod = int(mod)
         self.center = _default_center(shape) if center is None else _check_center_xy(center, shape)
         self.fill_value = float(fill_value)
+        self.workers = (os.cpu_count() or 1) if workers == -1 else int(workers)
+        if self.workers < 1:
+            raise ValueError(f"workers must be a positive number of threads or -1, got {workers}")
         step = 360 // self.mod
         self._transforms = [_rotation(a, self.center) for a in range(step, 360, step)]
         self.mask = None if mask is None else check_mask(mask, shape, require_valid=False)
@@ -97,7 +105,7 @@ class NFoldPlan:
             return
 
         weight = self.mask.astype(float)
-        self._weights = [_warp(weight, t).astype(np.float32) for t in self._transforms]
+        self._weights = list(self._rotations(weight, np.float32))
         for rotated in self._weights:
             weight += rotated
         self.weight = weight
@@ -129,19 +137,30 @@ class NFoldPlan:
         im = _float_image(im, self.mask)
         if self.mask is None:
             out = im.copy()
-            for t in self._transforms:
-                out += _warp(im, t)
+            for rotated in self._rotations(im):
+                out += rotated
             out /= self.mod
             return out
 
         out = im * self.mask
-        for t, w in zip(self._transforms, self._weights, strict=True):
-            rotated = _warp(im, t)
+        for rotated, w in zip(self._rotations(im), self._weights, strict=True):
             rotated *= w
             out += rotated
         out *= self._inverse
         out[self._fill] = self.fill_value
         return out
+
+
+    def _rotations(self, image, dtype=None):
+        """The ``mod - 1`` rotations of ``image``: one at a time, or all at once on threads."""
+        def rotate(transform):
+            rotated = _warp(image, transform)
+            return rotated if dtype is None else rotated.astype(dtype)
+
+        if self.workers == 1:
+            return map(rotate, self._transforms)
+        with ThreadPoolExecutor(min(self.workers, len(self._transforms) or 1)) as pool:
+            return list(pool.map(rotate, self._transforms))
 
 
 def nfold(im, mod, center=None, mask=None, fill_value=0.0):
@@ -175,7 +194,8 @@ def nfold(im, mod, center=None, mask=None, fill_value=0.0):
 
     See Also
     --------
-    NFoldPlan : the same average with the rotated mask weights computed once.
+    NFoldPlan : the same average with the rotated mask weights computed once (this
+        function builds one, rotating on one thread per core).
 
     Notes
     -----
@@ -184,7 +204,7 @@ def nfold(im, mod, center=None, mask=None, fill_value=0.0):
     the rotated mask as weights.
     """
     im = check_image(im)
-    return NFoldPlan(im.shape, mod, center, mask, fill_value)(im)
+    return NFoldPlan(im.shape, mod, center, mask, fill_value, workers=-1)(im)
 
 
 def reflection(im, angle, center=None, mask=None, fill_value=0.0):
