@@ -395,17 +395,3 @@ def baseline_dt(array, max_iter, level=None, first_stage="sym6", wavelet="qshift
     plan = DTBaselinePlan(array.shape, level=level, first_stage=first_stage, wavelet=wavelet,
                           mode=mode, axis=axis)
     return plan(array, max_iter, background_regions=background_regions, mask=mask)
-
-
-def _dt_approx_rec(array, first_stage, wavelet, mode, level, axis=-1):
-    """Dual-tree approximation of an even-length array along an axis.
-
-    Under scikit-ued's private name, so that its tests exercise this implementation.
-    """
-    array = np.asarray(array, dtype=float)
-    plan = DTBaselinePlan(array.shape, level=level, first_stage=first_stage, wavelet=wavelet,
-                          mode=mode, axis=axis)
-    if plan.padded_shape != array.shape:
-        raise ValueError(f"array: even length along axis {axis} is required, "
-                         f"got shape {array.shape}")
-    return plan.approximation(array)

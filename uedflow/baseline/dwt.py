@@ -15,10 +15,7 @@ from ._wavelets import (
     synthesis_steps,
 )
 
-# _dt_approx_rec: scikit-ued's tests of the baselines import it with baseline_dt.
-from .dualtree import _dt_approx_rec, baseline_dt  # noqa: F401
-
-__all__ = ["DWTBaselinePlan", "baseline_dt", "baseline_dwt"]
+__all__ = ["DWTBaselinePlan", "baseline_dwt"]
 
 
 def _wavelet(wavelet):
@@ -151,30 +148,3 @@ def baseline_dwt(array, max_iter, level=None, wavelet="sym6", background_regions
     array = np.asarray(array)
     plan = DWTBaselinePlan(array.shape, level=level, wavelet=wavelet, mode=mode, axis=axis)
     return plan(array, max_iter, background_regions=background_regions, mask=mask)
-
-
-def _dwt_approx_rec(array, level, wavelet, mode, axis):
-    """1D wavelet approximation of an even-length array along an axis.
-
-    Under scikit-ued's private name, so that its tests exercise this implementation.
-    """
-    if np.ndim(axis) > 0:
-        axis = axis[0]
-    return _approx(array, level, wavelet, mode, axis)
-
-
-def _dwt_approx_rec2(array, level, wavelet, mode, axis):
-    """2D wavelet approximation of an array, even along both ``axis``.
-
-    Under scikit-ued's private name, so that its tests exercise this implementation.
-    """
-    return _approx(array, level, wavelet, mode, tuple(axis))
-
-
-def _approx(array, level, wavelet, mode, axis):
-    array = np.asarray(array, dtype=float)
-    plan = DWTBaselinePlan(array.shape, level=level, wavelet=wavelet, mode=mode, axis=axis)
-    if plan.padded_shape != array.shape:
-        raise ValueError(f"array: even lengths along axis {axis} are required, "
-                         f"got shape {array.shape}")
-    return plan.approximation(array)
