@@ -6,6 +6,7 @@ offsets, never open file handles or memory maps, so stacks can be computed on di
 workers (whatever their working directory).
 """
 
+import functools
 import glob
 import json
 import os
@@ -259,11 +260,14 @@ def _natural_sorted(paths):
     return [Path(p) for p in tifffile.natural_sorted([os.fspath(p) for p in paths])]
 
 
+@functools.cache
+def _frame_suffixes():
+    """Suffixes of single-frame image files (a MIB file holds a stack of its own)."""
+    return frozenset(readers.supported_formats()) - MIB_SUFFIXES
+
+
 def _is_image_file(path):
-    if not path.is_file():
-        return False
-    suffix = path.suffix.lower()
-    return suffix != ".json" and suffix in set(readers.supported_formats()) - MIB_SUFFIXES
+    return path.suffix.lower() in _frame_suffixes() and path.is_file()
 
 
 def _nbytes(shape, dtype):

@@ -118,10 +118,8 @@ def _run(writer, progress):
 
 def _distributed_client():
     """The active ``distributed.Client``, or None (threads and processes schedulers)."""
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
+    from distributed import default_client
+
     try:
         return default_client()
     except ValueError:
