@@ -366,3 +366,63 @@ def test_demo_run(tmp_path):
     with pytest.raises(FileExistsError):
         ds.demo_run(out, size=64)
     assert ds.demo_run(out, size=64, overwrite=True) == out
+
+
+def test_run_dark_frames_measure_the_dark_level(tmp_path):
+    meta = ds.make_run(tmp_path, shape=(64, 64), delays=[-1.0, 1.0], n_scans=1, n_darks=3)
+    truth = meta["truth"]
+    assert truth["dark_level"] == ds.DARK_OFFSET
+    darks = np.stack([tifffile.imread(tmp_path / f"dark_image/dark_{k:03d}.tif")
+                      for k in range(3)])
+    assert darks.dtype == np.uint16 and darks.shape == (3, 64, 64)
+    hot = np.array(truth["hot_pixels"])
+    assert np.all(darks[:, hot[:, 0], hot[:, 1]] == 65535)
+    cold = np.ones((64, 64), bool)
+    cold[hot[:, 0], hot[:, 1]] = False
+    assert abs(darks[:, cold].mean() - truth["dark_level"]) < 0.2
+    assert 2.5 < darks[:, cold].std() < 3.5  # read noise
+    assert not np.array_equal(darks[0], darks[1])
+    # every frame carries the same offset: it regenerates with dark=dark_level
+    frame = ds.make_frame((64, 64), tuple(truth["centers"][0][1]), kind=truth["kind"],
+                          counts=truth["counts"], seed=[truth["seed"], 0, 0, 1],
+                          debye_waller=truth["debye_waller"][1],
+                          background=truth["background"][1], block_center=tuple(truth["center"]),
+                          hot_pixels=truth["hot_pixels"], dark=truth["dark_level"])
+    np.testing.assert_array_equal(frame, tifffile.imread(tmp_path / meta["files"][0][1]))
+    without = ds.make_run(tmp_path / "plain", shape=(64, 64), delays=[-1.0, 1.0], n_scans=1)
+    assert without["truth"]["dark_level"] == 2.0 and not (tmp_path / "plain/dark_image").exists()
+
+
+def test_run_lab_layout(tmp_path):
+    meta = ds.make_run(tmp_path, shape=(64, 64), delays=[-0.25, 1.5, 12.0], n_scans=2,
+                       layout="lab")
+    assert meta["scans"] == [1, 2]
+    assert meta["files"][1] == ["scan_0002/pumpon_-000.250ps.tif",
+                                "scan_0002/pumpon_+001.500ps.tif",
+                                "scan_0002/pumpon_+012.000ps.tif"]
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.tif"))
+    assert names == sorted([f for row in meta["files"] for f in row] + [
+        "mask.tif", "pump_off/pumpoff_0001.tif", "pump_off/pumpoff_0002.tif"])
+    # same noise and drift as the uedflow layout: only the names differ
+    flat = ds.make_run(tmp_path / "flat", shape=(64, 64), delays=[-0.25, 1.5, 12.0], n_scans=2)
+    assert flat["truth"] == meta["truth"]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / meta["files"][1][2]),
+                                  tifffile.imread(tmp_path / "flat" / flat["files"][1][2]))
+    # pump-off frames: equilibrium at the nominal centre
+    off = tifffile.imread(tmp_path / "pump_off/pumpoff_0001.tif")
+    expected = ds.make_frame((64, 64), tuple(meta["truth"]["center"]), seed=[0, 4, 0],
+                             hot_pixels=meta["truth"]["hot_pixels"])
+    np.testing.assert_array_equal(off, expected)
+    with pytest.raises(ValueError, match="3 decimals"):
+        ds.make_run(tmp_path / "x", shape=(64, 64), delays=[0.0, 0.1234], layout="lab")
+    with pytest.raises(ValueError, match="layout"):
+        ds.make_run(tmp_path / "y", shape=(64, 64), layout="flat")
+    with pytest.raises(ValueError, match="n_darks"):
+        ds.make_run(tmp_path / "z", shape=(64, 64), n_darks=-1)
+
+
+def test_overwrite_removes_the_lab_layout_and_darks(tmp_path):
+    ds.make_run(tmp_path, shape=(64, 64), delays=[-1.0, 1.0], n_scans=2, layout="lab", n_darks=2)
+    meta = ds.make_run(tmp_path, shape=(64, 64), delays=[-1.0, 1.0], n_scans=1, overwrite=True)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert left == sorted(meta["files"][0] + ["mask.tif", "run.json"])

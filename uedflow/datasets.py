@@ -16,7 +16,8 @@ hot_pixel_positions
 make_frame
     One realistic uint16 frame: pattern, beam block, dark level, Poisson noise, hot pixels.
 make_run
-    A whole run directory: ``scan_SSS_delay_DDD.tif`` frames, ``mask.tif``, ``run.json``.
+    A whole run directory: frames (uedflow or lab layout), dark frames, ``mask.tif``,
+    ``run.json``.
 load_run_metadata
     Read the ``run.json`` of a run directory.
 demo_run
@@ -68,9 +69,14 @@ BLOCK_STICK_HALFWIDTH_FRACTION = 0.04
 #: Default delays (ps) of a run.
 DEFAULT_DELAYS = (-2.0, -1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 HOT_VALUE = 65535
+#: Detector offset (counts) of every frame of a run with dark frames, and their read noise.
+DARK_OFFSET = 100.0
+READ_NOISE = 3.0
+#: File layouts of :func:`make_run`.
+LAYOUTS = ("uedflow", "lab")
 
 # Purposes mixed into the seed so that the random streams never coincide.
-_NOISE, _DRIFT, _HOT = 0, 1, 2
+_NOISE, _DRIFT, _HOT, _DARK, _PUMP_OFF = 0, 1, 2, 3, 4
 
 
 def _check_shape(shape):
@@ -437,8 +443,18 @@ def _random_walk(rng, n, step, bound):
     return pos
 
 
-def _frame_name(s, i):
-    return f"scan_{s:03d}_delay_{i:03d}.tif"
+def _frame_name(layout, s, delay_index, delay):
+    if layout == "lab":
+        return f"scan_{s + 1:04d}/pumpon_{delay:+08.3f}ps.tif"
+    return f"scan_{s:03d}_delay_{delay_index:03d}.tif"
+
+
+def _dark_frame(shape, level, hot, seed):
+    """A dark frame: detector offset, Gaussian read noise and the hot pixels."""
+    rng = np.random.default_rng(seed)
+    frame = np.clip(np.rint(rng.normal(level, READ_NOISE, shape)), 0, HOT_VALUE)
+    frame[hot[:, 0], hot[:, 1]] = HOT_VALUE
+    return frame
 
 
 def make_run(
@@ -456,6 +472,8 @@ def make_run(
     dw_amplitude=1.0,
     tau=2.0,
     diffuse_increase=0.1,
+    n_darks=0,
+    layout="uedflow",
     overwrite=False,
 ):
     """Write a synthetic time-resolved UED run and return its ground truth.
@@ -491,6 +509,15 @@ def make_run(
     diffuse_increase : float, optional
         Relative rise of the diffuse background, ``1 + diffuse_increase * (1 - exp(-t/tau))``
         for ``t > 0``.
+    n_darks : int, optional
+        Number of dark frames (detector offset, read noise and hot pixels, no beam). With
+        dark frames, every frame carries a detector offset of ``DARK_OFFSET`` = 100 counts;
+        without, a dark level of 2 counts (the default of :func:`make_frame`).
+    layout : {"uedflow", "lab"}, optional
+        File names: ``scan_{s:03d}_delay_{i:03d}.tif`` in ``path``, or the layout common in
+        UED labs, one folder per scan, ``scan_{s + 1:04d}/pumpon_{delay:+08.3f}ps.tif``,
+        with one pump-off frame per scan in ``pump_off/pumpoff_{s + 1:04d}.tif``. Lab delays
+        must have at most 3 decimals (fs resolution).
     overwrite : bool, optional
         Replace an existing run in ``path``; otherwise refuse with FileExistsError.
 
@@ -506,9 +533,12 @@ def make_run(
 
     Notes
     -----
-    Files: ``scan_{s:03d}_delay_{i:03d}.tif`` (one frame each), ``mask.tif`` (uint8,
-    1 = valid, 0 = beam block or hot pixel) and ``run.json``, written last so that its
-    presence marks a complete run.
+    Files: the frames (one each, named by ``layout``), the dark frames
+    ``dark_image/dark_{k:03d}.tif``, ``mask.tif`` (uint8, 1 = valid, 0 = beam block or hot
+    pixel) and ``run.json``, written last so that its presence marks a complete run.
+    ``run.json`` lists the frame files (relative to ``path``) as ``files[s][i]`` for scan
+    number ``scans[s]`` (from 0 in the uedflow layout, from 1 in the lab layout) and delay
+    ``delays[i]``.
 
     The pattern centre of frame ``(s, i)`` is ``truth["centers"][s][i]``;
     ``truth["shifts"][s][i] = center - centers[s][i]`` translates that frame onto the
@@ -518,7 +548,12 @@ def make_run(
 
         make_frame(shape, centers[s][i], kind=kind, counts=counts,
                    seed=[seed, 0, s, i], debye_waller=debye_waller[i],
-                   background=background[i], block_center=center, hot_pixels=hot_pixels)
+                   background=background[i], block_center=center, hot_pixels=hot_pixels,
+                   dark=dark_level)
+
+    The mean of the dark frames is ``truth["dark_level"]`` (up to read noise and the hot
+    pixels). Pump-off frames (lab layout) are equilibrium frames (no Debye-Waller drop) at the
+    nominal centre.
 
     The pump deposits energy in the lattice; the mean-square atomic displacement rises
     with the electron-phonon coupling time ``tau``, which lowers Bragg/ring intensities
@@ -543,6 +578,12 @@ def make_run(
         raise ValueError("a run needs at least one scan and one delay")
     if drift < 0:
         raise ValueError(f"drift must be >= 0, got {drift}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if n_darks < 0:
+        raise ValueError(f"n_darks must be >= 0, got {n_darks}")
+    if layout == "lab" and any(float(f"{t:.3f}") != t for t in delays):
+        raise ValueError(f"the lab layout names delays with 3 decimals (fs); got {delays}")
 
     meta_file = path / "run.json"
     if meta_file.exists():
@@ -552,9 +593,14 @@ def make_run(
             )
         old = json.loads(meta_file.read_text())
         meta_file.unlink()
-        for name in [f for row in old.get("files", []) for f in row] + [old.get("mask_file")]:
-            if name and (path / name).is_file():
-                (path / name).unlink()
+        names = [f for row in old.get("files", []) for f in row] + [old.get("mask_file")]
+        stale = [path / name for name in names if name and (path / name).is_file()]
+        stale += [*path.glob("dark_image/dark_*.tif"), *path.glob("pump_off/pumpoff_*.tif")]
+        for file in stale:
+            file.unlink()
+        for folder in {file.parent for file in stale} - {path}:
+            if not any(folder.iterdir()):
+                folder.rmdir()
     path.mkdir(parents=True, exist_ok=True)
 
     seed = int(seed)
@@ -568,22 +614,26 @@ def make_run(
     dws = [dw_amplitude * x for x in rise]
     bgs = [1.0 + diffuse_increase * x for x in rise]
     hot = hot_pixel_positions(shape, n_hot, seed)
+    dark_level = DARK_OFFSET if n_darks else 2.0
 
-    files = [[_frame_name(s, i) for i in range(n_delays)] for s in range(n_scans)]
+    def write(name, frame):
+        (path / name).parent.mkdir(exist_ok=True)
+        tifffile.imwrite(path / name, frame.astype(dtype, copy=False))
+
+    common = {"kind": kind, "counts": counts, "block_center": tuple(center),
+              "hot_pixels": hot, "dark": dark_level}
+    files = [[_frame_name(layout, s, i, t) for i, t in enumerate(delays)]
+             for s in range(n_scans)]
     for s in range(n_scans):
         for i in range(n_delays):
-            frame = make_frame(
-                shape,
-                tuple(centers[s, i]),
-                kind=kind,
-                counts=counts,
-                seed=[seed, _NOISE, s, i],
-                debye_waller=dws[i],
-                background=bgs[i],
-                block_center=tuple(center),
-                hot_pixels=hot,
-            )
-            tifffile.imwrite(path / files[s][i], frame.astype(dtype, copy=False))
+            frame = make_frame(shape, tuple(centers[s, i]), seed=[seed, _NOISE, s, i],
+                               debye_waller=dws[i], background=bgs[i], **common)
+            write(files[s][i], frame)
+        if layout == "lab":
+            write(f"pump_off/pumpoff_{s + 1:04d}.tif",
+                  make_frame(shape, tuple(center), seed=[seed, _PUMP_OFF, s], **common))
+    for k in range(n_darks):
+        write(f"dark_image/dark_{k:03d}.tif", _dark_frame(shape, dark_level, hot, [seed, _DARK, k]))
 
     mask = beam_block_mask(shape, center)
     mask[hot[:, 0], hot[:, 1]] = False
@@ -597,7 +647,7 @@ def make_run(
         "dtype": dtype.name,
         "delays": delays,
         "delay_units": "ps",
-        "scans": list(range(n_scans)),
+        "scans": list(range(1, n_scans + 1) if layout == "lab" else range(n_scans)),
         "files": files,
         "mask_file": "mask.tif",
         "truth": {
@@ -615,6 +665,7 @@ def make_run(
             "background": bgs,
             "dw_amplitude": float(dw_amplitude),
             "tau": float(tau),
+            "dark_level": dark_level,
             "noise_seed": "numpy.random.default_rng([seed, 0, scan, delay])",
         },
     }

@@ -211,15 +211,19 @@ def _from_run(path, nframes_chunk):
     if grid.shape != (len(scans), len(delays)):
         raise CorruptFileError(manifest_path, f"'files' has shape {grid.shape}, expected "
                                f"(scans, delays) = {(len(scans), len(delays))}")
-    frames = FrameFiles(grid.T)
-    chunks = _leading_chunks(frames.shape, nframes_chunk, frames.dtype.itemsize)
-    data = da.from_array(frames, chunks=chunks, asarray=False, fancy=False,
-                         meta=np.empty((0,) * 4, frames.dtype))
     coords = {
         "scan": scans,
         "delay": ("delay", delays, {"units": manifest.get("delay_units", "ps")}),
     }
-    return _labelled(data, str(path), "run", dims=("delay", "scan", "y", "x"), coords=coords)
+    return run_stack(FrameFiles(grid.T), nframes_chunk, str(path), coords)
+
+
+def run_stack(frames, nframes_chunk, source, coords):
+    """The lazy ``("delay", "scan", "y", "x")`` stack of a :class:`FrameFiles` grid."""
+    chunks = _leading_chunks(frames.shape, nframes_chunk, frames.dtype.itemsize)
+    data = da.from_array(frames, chunks=chunks, asarray=False, fancy=False,
+                         meta=np.empty((0,) * 4, frames.dtype))
+    return _labelled(data, source, "run", dims=("delay", "scan", "y", "x"), coords=coords)
 
 
 def _is_zarr(path):
@@ -298,46 +302,75 @@ class FrameFiles(_LazyArray):
     Parameters
     ----------
     paths : ndarray of str
-        File names, in the layout of the leading dims of the stack.
+        File names, in the layout of the leading dims of the stack. An empty string is a
+        frame without a file: it reads as zeros.
+    skip_bad : bool, optional
+        Treat a TIFF file whose header shows it unreadable or truncated as a frame without a
+        file (listed in ``bad``) instead of raising :class:`~uedflow.errors.CorruptFileError`.
+
+    Attributes
+    ----------
+    paths : ndarray of str
+        The files read, ``""`` where there is none (missing, or bad and skipped).
+    bad : list of (str, str)
+        ``(path, reason)`` of every skipped file, in file order.
     """
 
-    def __init__(self, paths):
-        self.paths = paths
-        flat = paths.ravel()
-        first = check_file(flat[0])
+    def __init__(self, paths, *, skip_bad=False):
+        self.paths = paths.copy()
+        self.bad = []
+        flat = self.paths.reshape(-1)
+        present = np.flatnonzero(flat != "")
+        if not present.size:
+            raise ValueError("A stack needs at least one frame file")
+        first = check_file(flat[present[0]])
         self.format = "tiff" if first.suffix.lower() in TIFF_SUFFIXES else "image"
         if self.format == "tiff":
-            shape, dtype = _tiff_header(first)
             # headers are read concurrently (network file systems), checked in file order
             with ThreadPoolExecutor(HEADER_THREADS) as pool:
-                headers = pool.map(lambda p: _tiff_header(check_file(p)), flat[1:])
-                for path, (other_shape, other_dtype) in zip(flat[1:], headers, strict=True):
-                    _check_frame(path, other_shape, other_dtype, shape, dtype, flat[0])
+                headers = pool.map(_tiff_header_or_error, flat[present])
+                shape = None
+                for i, header in zip(present, headers, strict=True):
+                    if isinstance(header, CorruptFileError) and skip_bad:
+                        self.bad.append((header.path, header.reason))
+                        flat[i] = ""
+                    elif isinstance(header, Exception):
+                        raise header
+                    elif shape is None:
+                        first, (shape, dtype) = flat[i], header
+                    else:
+                        _check_frame(flat[i], *header, shape, dtype, first)
+            if shape is None:
+                raise ValueError(f"None of the {present.size} frame files is readable; the "
+                                 f"first, {self.bad[0][0]}: {self.bad[0][1]}")
         else:
             image = readers.diffread(first)
             shape, dtype = image.shape, image.dtype
-            for path in flat[1:]:
+            for path in flat[present[1:]]:
                 check_file(path)
         if len(shape) != 2:
             raise FrameMismatchError(
                 f"'{first}' holds an image of shape {shape}; one 2D frame per file is needed")
+        self.first = first
         self.frame_shape, self.dtype = shape, np.dtype(dtype)
         self.shape = paths.shape + shape
-        self.token = (paths.tolist(), shape, str(self.dtype))
+        self.token = (self.paths.tolist(), shape, str(self.dtype))
 
     def read(self, lead_key, frame_key):
         paths = self.paths[lead_key]
         out = np.empty(np.shape(paths) + self.frame_shape, self.dtype)
         for index, path in np.ndenumerate(paths):
-            self._read_frame(path, out[index])
+            if path:
+                self._read_frame(path, out[index])
+            else:
+                out[index] = 0
         return out[(Ellipsis, *frame_key)]
 
     def _read_frame(self, path, out):
         if self.format == "tiff":
-            return read_tiff_frame(path, out, self.paths.flat[0])
+            return read_tiff_frame(path, out, self.first)
         image = readers.diffread(path)
-        _check_frame(path, image.shape, image.dtype, self.frame_shape, self.dtype,
-                     self.paths.flat[0])
+        _check_frame(path, image.shape, image.dtype, self.frame_shape, self.dtype, self.first)
         out[...] = image
 
 
@@ -367,6 +400,14 @@ def _tiff_header(path):
         raise
     except Exception as exc:
         raise CorruptFileError(path, f"cannot be read as TIFF ({exc})") from exc
+
+
+def _tiff_header_or_error(path):
+    """:func:`_tiff_header`, returning the exception instead of raising it."""
+    try:
+        return _tiff_header(check_file(path))
+    except Exception as exc:  # raised by the caller, in file order
+        return exc
 
 
 def read_tiff_frame(path, out, first):

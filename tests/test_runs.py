@@ -1,0 +1,267 @@
+"""open_run / scan_run: raw runs from file names, patterns, presets, bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+
+import uedflow.io.lazy as lazy
+from uedflow import CorruptFileError, open_stack
+from uedflow.datasets import make_run
+from uedflow.io import RunFiles, open_run, scan_run
+
+SHAPE = (64, 64)
+DELAYS = [-1.0, 0.0, 0.25, 1.5]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A uedflow-layout and a lab-layout run, 4 delays x 2 scans, 2 dark frames each."""
+    root = tmp_path_factory.mktemp("runs")
+    kw = {"shape": SHAPE, "delays": DELAYS, "n_scans": 2, "n_darks": 2, "seed": 7}
+    return {layout: (root / layout, make_run(root / layout, layout=layout, **kw))
+            for layout in ("uedflow", "lab")}
+
+
+@pytest.fixture
+def lab(runs, tmp_path):
+    """A copy of the lab run, free to change, and its truth."""
+    path, truth = runs["lab"]
+    shutil.copytree(path, tmp_path / "lab")
+    return tmp_path / "lab", truth
+
+
+def _frames(path, truth):
+    """The frames as written, ``(delay, scan, y, x)``."""
+    files = np.array(truth["files"]).T
+    return np.stack([[tifffile.imread(path / f) for f in row] for row in files])
+
+
+@pytest.mark.parametrize("layout", ["uedflow", "lab"])
+def test_layouts_round_trip(runs, layout):
+    path, truth = runs[layout]
+    run = open_run(path)
+    assert run.dims == ("delay", "scan", "y", "x") and run.name == "intensity"
+    assert run.delay.dtype == np.float64 and run.delay.attrs["units"] == "ps"
+    assert run.delay.values.tolist() == DELAYS
+    assert run.scan.dtype == np.int64 and run.scan.values.tolist() == truth["scans"]
+    assert run.scan.values.tolist() == ([1, 2] if layout == "lab" else [0, 1])
+    np.testing.assert_array_equal(run.values, _frames(path, truth))
+    expected_files = np.array([[str(path / f) for f in row] for row in truth["files"]]).T
+    np.testing.assert_array_equal(run.file.values, expected_files)
+    assert run.present.values.all()
+    assert run.attrs["source"] == str(path)
+    assert run.attrs["pattern"] == ("scan_{scan}/pumpon_{delay}ps.tif" if layout == "lab"
+                                    else "scan_{scan}_delay_{delay_index}.tif")
+    assert run.attrs["darks"] == [str(path / f"dark_image/dark_{k:03d}.tif") for k in (0, 1)]
+    assert run.attrs["pump_off"] == ([str(path / f"pump_off/pumpoff_{s:04d}.tif")
+                                      for s in (1, 2)] if layout == "lab" else [])
+    assert run.attrs["missing"] == run.attrs["bad_files"] == run.attrs["flats"] == []
+    assert json.loads(json.dumps(run.attrs)) == run.attrs
+    # the same values and labels as open_stack of the run directory (its run.json)
+    stack = open_stack(path)
+    np.testing.assert_array_equal(run.values, stack.values)
+    np.testing.assert_array_equal(run.delay.values, stack.delay.values)
+    np.testing.assert_array_equal(run.scan.values, stack.scan.values)
+
+
+def test_scan_run_lists_files_by_role(lab):
+    path, _ = lab
+    (path / "flat_field").mkdir()
+    tifffile.imwrite(path / "flat_field" / "gain.tif", np.ones(SHAPE, np.float32))
+    found = scan_run(path, preset="lab")
+    assert isinstance(found, RunFiles)
+    assert found.root == path and found.delays == DELAYS and found.scans == [1, 2]
+    assert found.frames[(1.5, 2)] == path / "scan_0002" / "pumpon_+001.500ps.tif"
+    assert len(found.frames) == 8 and found.missing == [] and found.unmatched == []
+    assert found.flats == [path / "flat_field" / "gain.tif"]
+    assert [p.name for p in found.darks] == ["dark_000.tif", "dark_001.tif"]
+    assert [p.name for p in found.pump_off] == ["pumpoff_0001.tif", "pumpoff_0002.tif"]
+
+
+def test_custom_pattern_units_wildcards_and_one_scan(tmp_path):
+    frames = {}
+    for k, (name, delay) in enumerate([("-250", -0.25), ("+1500", 1.5), ("0", 0.0)]):
+        frames[delay] = np.full((16, 16), k, np.uint16)
+        tifffile.imwrite(tmp_path / f"img{k}_t{name}fs_x.tif", frames[delay])
+    (tmp_path / "darks").mkdir()
+    tifffile.imwrite(tmp_path / "darks" / "d.tif", np.zeros((16, 16), np.uint16))
+    run = open_run(tmp_path, {"frames": "img*_t{delay:fs}fs_*.tif", "darks": "darks/*.tif"})
+    assert run.delay.values.tolist() == [-0.25, 0.0, 1.5]
+    assert run.scan.values.tolist() == [0]
+    np.testing.assert_array_equal(run.values[:, 0], [frames[d] for d in (-0.25, 0.0, 1.5)])
+    assert run.attrs["darks"] == [str(tmp_path / "darks" / "d.tif")]
+
+
+@pytest.mark.parametrize("name, delay", [
+    ("+001.500", 1.5), ("-0.250", -0.25), ("12", 12.0), (".5", 0.5), ("-000.000", 0.0)])
+def test_delay_field_parses_signed_decimals(tmp_path, name, delay):
+    tifffile.imwrite(tmp_path / f"scan_7_{name}ps.tif", np.zeros((16, 16), np.uint8))
+    found = scan_run(tmp_path, "scan_{scan}_{delay}ps.tif")
+    assert list(found.frames) == [(delay, 7)]
+    assert repr(found.delays) == repr([delay])  # "-000.000" is 0.0, not -0.0
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("scan_{scan}/{delay}_{foo}.tif", r"Unknown field \{foo\}.*\{delay\}, \{delay_index\}"),
+    ("{delay}_{delay}.tif", r"\{delay\} appears twice"),
+    ("{scan:fs}_{delay}.tif", r"only \{delay\} takes a unit"),
+    ("{delay:min}.tif", r"fs, ps, ns"),
+    ("scan_{scan}.tif", r"needs one of \{delay\} or \{delay_index\}"),
+    ({"darks": "dark_{scan}.tif"}, r"darks pattern 'dark_\{scan\}.tif' takes no fields"),
+    ({"bright": "b.tif"}, r"Unknown pattern role.*bright.*frames"),
+])
+def test_bad_patterns(runs, pattern, message):
+    with pytest.raises(ValueError, match=message):
+        scan_run(runs["lab"][0], pattern)
+
+
+def test_bad_preset_and_missing_argument(runs):
+    with pytest.raises(ValueError, match=r"Unknown preset 'nope'.*'auto', 'uedflow', 'lab'"):
+        scan_run(runs["lab"][0], preset="nope")
+    with pytest.raises(ValueError, match="missing must be"):
+        open_run(runs["lab"][0], missing="zero")
+
+
+def test_missing_combination_raises_or_is_flagged(lab):
+    path, truth = lab
+    expected = _frames(path, truth)
+    (path / "scan_0002" / "pumpon_+000.250ps.tif").unlink()
+    with pytest.raises(ValueError, match=r"1 \(delay, scan\).*\(0.25 ps, scan 2\).*exclude"):
+        open_run(path)
+    run = open_run(path, missing="exclude")
+    assert run.shape == (4, 2, *SHAPE)
+    assert run.present.values.tolist() == [[True, True], [True, True], [True, False],
+                                           [True, True]]
+    assert run.file.values[2, 1] == "" and run.file.values[2, 0].endswith("+000.250ps.tif")
+    assert run.attrs["missing"] == [[0.25, 2]]
+    values = run.values
+    assert not values[2, 1].any()
+    values[2, 1] = expected[2, 1]
+    np.testing.assert_array_equal(values, expected)
+
+
+def test_missing_scan_of_a_uedflow_run(runs, tmp_path):
+    path, truth = runs["uedflow"]
+    shutil.copytree(path, tmp_path / "u")
+    for name in truth["files"][1]:
+        (tmp_path / "u" / name).unlink()
+    found = scan_run(tmp_path / "u")
+    assert found.scans == [0, 1]  # from run.json, although no file of scan 1 is left
+    assert found.missing == [(d, 1) for d in DELAYS]
+
+
+def test_unparseable_names_are_reported(lab):
+    path, _ = lab
+    tifffile.imwrite(path / "scan_0001" / "pumpon_late.tif", np.zeros(SHAPE, np.uint16))
+    (path / "scan_0001" / "notes.txt").write_text("not an image")
+    found = scan_run(path)
+    assert found.unmatched == [path / "scan_0001" / "pumpon_late.tif"]
+    with pytest.warns(UserWarning, match=r"1 image files.*pumpon_late\.tif"):
+        run = open_run(path)
+    assert run.attrs["unmatched"] == [str(path / "scan_0001" / "pumpon_late.tif")]
+    # a misnamed frame: its combination is missing, and the error names the file
+    (path / "scan_0002" / "pumpon_-001.000ps.tif").rename(path / "scan_0002" / "pumpon_-1ps.tf")
+    (path / "scan_0002" / "pumpon_+000.000ps.tif").rename(path / "scan_0002" / "pumpon_0.tif")
+    with pytest.raises(ValueError, match=r"\(0 ps, scan 2\).*match no pattern.*pumpon_0\.tif"):
+        open_run(path)
+
+
+def test_no_frame_matches(runs, tmp_path):
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(tmp_path / name, np.zeros((16, 16), np.uint16))
+    with pytest.raises(FileNotFoundError,
+                       match=r"No file under .* matches the pattern 'x_\{delay\}\.tif'; "
+                             r"examples of names found: a\.tif, b\.tif"):
+        open_run(tmp_path, "x_{delay}.tif")
+    with pytest.raises(ValueError, match=r"No preset fits.*'uedflow'.*'lab'.*a\.tif, b\.tif"):
+        open_run(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"No file under .*scan_\{scan\}/pumpon"):
+        open_run(runs["uedflow"][0], preset="lab")
+
+
+def test_empty_and_absent_directories(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"run directory '.*empty' is empty"):
+        (tmp_path / "empty").mkdir()
+        open_run(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="absent"):
+        open_run(tmp_path / "absent")
+
+
+def test_two_files_with_the_same_delay_and_scan(lab):
+    path, _ = lab
+    folder = path / "scan_0001"
+    shutil.copy(folder / "pumpon_+001.500ps.tif", folder / "pumpon_1.5ps.tif")
+    with pytest.raises(ValueError, match=r"(?=.*delay 1.5 ps, scan 1: )(?=.*pumpon_1\.5ps\.tif)"
+                                         r"(?=.*pumpon_\+001\.500ps\.tif)"):
+        scan_run(path)
+
+
+def test_uedflow_preset_needs_its_manifest(runs, tmp_path):
+    path, truth = runs["uedflow"]
+    shutil.copytree(path, tmp_path / "u")
+    shutil.copy(tmp_path / "u" / truth["files"][0][0], tmp_path / "u" / "scan_000_delay_009.tif")
+    with pytest.raises(ValueError, match=r"scan_000_delay_009\.tif': delay index 9.*4 delays"):
+        scan_run(tmp_path / "u")
+    (tmp_path / "u" / "run.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"delay_index.*run\.json"):
+        scan_run(tmp_path / "u", preset="uedflow")
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def test_truncated_frame_raises_or_is_skipped(lab):
+    path, truth = lab
+    expected = _frames(path, truth)
+    first = path / truth["files"][0][0]  # the first frame: the reference moves on
+    _truncate(first)
+    with pytest.raises(CorruptFileError, match=r"pumpon_-001\.000ps\.tif.*truncated"):
+        open_run(path)
+    run = open_run(path, skip_bad=True)
+    assert [p for p, _ in run.attrs["bad_files"]] == [str(first)]
+    assert "truncated" in run.attrs["bad_files"][0][1]
+    assert run.file.values[0, 0] == str(first)  # the file is named, but not used
+    assert not run.present.values[0, 0] and run.present.values.sum() == 7
+    values = run.values
+    assert not values[0, 0].any()
+    values[0, 0] = expected[0, 0]
+    np.testing.assert_array_equal(values, expected)
+    assert json.loads(json.dumps(run.attrs)) == run.attrs
+
+
+def test_every_frame_bad(tmp_path):
+    for delay in (1, 2):
+        tifffile.imwrite(tmp_path / f"t{delay}.tif", np.zeros((16, 16), np.uint16))
+        _truncate(tmp_path / f"t{delay}.tif")
+    with pytest.raises(ValueError, match=r"None of the 2 frame files is readable.*t1\.tif"):
+        open_run(tmp_path, "t{delay}.tif", skip_bad=True)
+
+
+def test_opening_reads_no_pixels_and_one_frame_reads_one_file(runs, monkeypatch):
+    path, _ = runs["lab"]
+    pixel_reads, files_read = [], []
+    for method in ("read_array", "read_segments"):  # tifffile's only ways to pixel data
+        original = getattr(tifffile.FileHandle, method)
+        monkeypatch.setattr(tifffile.FileHandle, method,
+                            lambda *a, _f=original, **k: pixel_reads.append(1) or _f(*a, **k))
+    read_frame = lazy.read_tiff_frame
+    monkeypatch.setattr(lazy, "read_tiff_frame",
+                        lambda path, *a: files_read.append(path) or read_frame(path, *a))
+    run = open_run(path, chunks=1)
+    assert pixel_reads == [] and files_read == []
+    assert run.data.chunks[:2] == ((1,) * 4, (1, 1))
+    frame = run.sel(delay=0.25, scan=2).values
+    assert pixel_reads and files_read == [str(path / "scan_0002" / "pumpon_+000.250ps.tif")]
+    np.testing.assert_array_equal(frame, tifffile.imread(files_read[0]))
+
+
+def test_chunks_and_deterministic_graph(runs):
+    path, _ = runs["uedflow"]
+    assert open_run(path).data.chunksize[:2] == (4, 2)  # default: whole frames, ~64 MiB
+    assert open_run(path, chunks={"delay": 1, "scan": 2}).data.chunks[:2] == ((1,) * 4, (2,))
+    assert open_run(path).data.name == open_run(path).data.name

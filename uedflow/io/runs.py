@@ -1,0 +1,359 @@
+"""Open a raw time-resolved run: :func:`scan_run` finds its files, :func:`open_run` opens it.
+
+A run is a directory of single-frame files, one per (delay, scan), with dark, flat-field and
+pump-off frames beside them. File paths relative to the run directory are recognised by
+*patterns*:
+
+* ``{delay}`` — a signed decimal number, the pump-probe delay in ps: ``+001.500``, ``-0.25``,
+  ``12``. ``{delay:fs}`` or ``{delay:ns}`` read it in femto- or nanoseconds (converted to ps);
+* ``{delay_index}`` — an integer position in the ``delays`` of the run's ``run.json``;
+* ``{scan}`` — a non-negative integer, the scan number: ``0001`` is scan 1. Without it, every
+  frame belongs to scan 0;
+* ``*`` — any characters within one folder or file name (never ``/``);
+* everything else, including ``/`` between folders, is literal.
+
+For example ``"scan_{scan}/pumpon_{delay}ps.tif"`` matches ``scan_0001/pumpon_+001.500ps.tif``
+(scan 1, delay 1.5 ps). A frame pattern has ``{delay}`` or ``{delay_index}``; the patterns of
+the other roles (darks, flats, pump-off, ignored files) have no fields.
+"""
+
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptFileError
+from .lazy import RUN_MANIFEST, FrameFiles, _is_image_file, _natural_sorted, run_stack
+
+#: Regular expression of each pattern field.
+FIELDS = {
+    "delay": r"[+-]?(?:\d+\.?\d*|\.\d+)",
+    "delay_index": r"\d+",
+    "scan": r"\d+",
+}
+
+#: Delay units of ``{delay:UNIT}``: ``(numerator, denominator)`` of the conversion to ps.
+DELAY_UNITS = {"fs": (1, 1000), "ps": (1, 1), "ns": (1000, 1)}
+
+#: Patterns of the frames of the other roles, shared by the presets.
+AUXILIARY = {
+    "darks": "dark_image/*.tif",
+    "flats": "flat*/*.tif",
+    "pump_off": "pump_off/*.tif",
+    "ignore": "mask.tif",
+}
+
+#: Presets: a pattern per role. ``"uedflow"`` is the layout of
+#: :func:`uedflow.datasets.make_run` (delays from ``run.json``); ``"lab"`` the layout common in
+#: UED labs, one folder per scan with ``pump_off/`` and ``dark_image/`` folders beside them.
+PRESETS = {
+    "uedflow": {"frames": "scan_{scan}_delay_{delay_index}.tif", **AUXILIARY},
+    "lab": {"frames": "scan_{scan}/pumpon_{delay}ps.tif", **AUXILIARY},
+}
+
+#: Roles of the files of a run, the keys of a preset.
+ROLES = tuple(PRESETS["lab"])
+
+_TOKEN = re.compile(r"\{(\w+)(?::(\w+))?\}|\*")
+
+
+@dataclass
+class RunFiles:
+    """The files of a run, found by :func:`scan_run` (no pixel is read).
+
+    Attributes
+    ----------
+    root : pathlib.Path
+        Absolute path of the run directory.
+    frames : dict
+        ``(delay, scan) -> Path`` of every frame file.
+    delays : list of float
+        Sorted delays (ps).
+    scans : list of int
+        Sorted scan numbers.
+    darks, flats, pump_off : list of pathlib.Path
+        Dark, flat-field and pump-off frames, in natural order.
+    missing : list of (float, int)
+        ``(delay, scan)`` combinations without a frame file.
+    unmatched : list of pathlib.Path
+        Image files that match no pattern.
+    pattern : str
+        The frame pattern.
+    """
+
+    root: Path
+    frames: dict
+    delays: list
+    scans: list
+    darks: list
+    flats: list
+    pump_off: list
+    missing: list
+    unmatched: list
+    pattern: str
+
+
+@dataclass
+class _Pattern:
+    """A compiled pattern: its text, regular expression, fields and delay unit."""
+
+    text: str
+    regex: re.Pattern
+    fields: tuple
+    unit: str
+
+
+def _compile(text):
+    parts, fields, unit, end = [], [], "ps", 0
+    for token in _TOKEN.finditer(text):
+        parts.append(re.escape(text[end:token.start()]))
+        end = token.end()
+        name, suffix = token.groups()
+        if token[0] == "*":
+            parts.append("[^/]*")
+            continue
+        if name not in FIELDS:
+            raise ValueError(f"Unknown field {{{name}}} in the pattern {text!r}; fields are "
+                             f"{', '.join('{' + f + '}' for f in FIELDS)}")
+        if name in fields:
+            raise ValueError(f"The field {{{name}}} appears twice in the pattern {text!r}")
+        if suffix is not None:
+            if name != "delay" or suffix not in DELAY_UNITS:
+                raise ValueError(f"Bad unit in {token[0]} of the pattern {text!r}: only "
+                                 f"{{delay}} takes a unit, one of {', '.join(DELAY_UNITS)}")
+            unit = suffix
+        fields.append(name)
+        parts.append(f"(?P<{name}>{FIELDS[name]})")
+    parts.append(re.escape(text[end:]))
+    return _Pattern(text, re.compile("".join(parts)), tuple(fields), unit)
+
+
+def _patterns(pattern, preset, files):
+    """The compiled pattern of each role: the preset's, overridden by ``pattern``."""
+    if preset != "auto" and preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; presets are 'auto', "
+                         f"{', '.join(map(repr, PRESETS))}")
+    overrides = {"frames": pattern} if isinstance(pattern, str) else dict(pattern or {})
+    unknown = set(overrides) - set(ROLES)
+    if unknown:
+        raise ValueError(f"Unknown pattern role(s) {sorted(unknown)}; roles are {list(ROLES)}")
+    if preset == "auto":
+        preset = "lab" if "frames" in overrides else _detect(files)
+    texts = {**PRESETS[preset], **overrides}
+    compiled = {role: _compile(text) for role, text in texts.items()}
+    frame_fields = set(compiled["frames"].fields)
+    if len(frame_fields & {"delay", "delay_index"}) != 1:
+        raise ValueError(f"The frame pattern {texts['frames']!r} needs one of {{delay}} or "
+                         "{delay_index}")
+    for role in ROLES[1:]:
+        if compiled[role].fields:
+            raise ValueError(f"The {role} pattern {texts[role]!r} takes no fields")
+    return compiled
+
+
+def _detect(files):
+    """The first preset whose frame pattern matches a file."""
+    for name, preset in PRESETS.items():
+        regex = _compile(preset["frames"]).regex
+        if any(regex.fullmatch(f) for f in files):
+            return name
+    expected = "; ".join(f"{name!r}: {p['frames']}" for name, p in PRESETS.items())
+    raise ValueError(f"No preset fits the run: its files match no preset's frame pattern "
+                     f"({expected}); examples of names found: {_examples(files)}. "
+                     "Pass pattern=... (see uedflow.io.runs)")
+
+
+def _examples(names, n=5):
+    more = f", ... ({len(names)} in all)" if len(names) > n else ""
+    return ", ".join(map(str, names[:n])) + more
+
+
+def _list_files(root):
+    """Paths of all files under ``root``, relative, with ``/`` separators, in natural order."""
+    files = []
+    for folder, _, names in os.walk(root):
+        rel = Path(folder).relative_to(root)
+        files += [(rel / name).as_posix() for name in names]
+    return [p.as_posix() for p in _natural_sorted(files)]
+
+
+def _manifest_delays(root):
+    path = root / RUN_MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"The pattern field {{delay_index}} needs the delays of "
+                                f"'{path}', which does not exist")
+    try:
+        manifest = json.loads(path.read_text())
+        return [float(t) for t in manifest["delays"]], [int(s) for s in manifest["scans"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptFileError(path, f"not a valid run manifest ({exc})") from exc
+
+
+def scan_run(path, pattern=None, *, preset="auto"):
+    """Find the files of a raw run and parse their delays and scans (no pixel is read).
+
+    Parameters
+    ----------
+    path : path-like
+        Run directory.
+    pattern : str or dict, optional
+        The frame pattern (see :mod:`uedflow.io.runs`), or a dict mapping roles
+        (``"frames"``, ``"darks"``, ``"flats"``, ``"pump_off"``, ``"ignore"``) to patterns;
+        roles not given keep the preset's patterns.
+    preset : {"auto", "uedflow", "lab"}, optional
+        Patterns to start from (:data:`PRESETS`). ``"auto"`` picks the first preset whose
+        frame pattern matches a file (the ``"lab"`` folders for darks, flats and pump-off when
+        ``pattern`` gives the frame pattern).
+
+    Returns
+    -------
+    RunFiles
+        The frames by ``(delay, scan)``, the other roles' files, the missing combinations and
+        the image files that match no pattern.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a directory, holds no file, or no file matches the frame pattern.
+    ValueError
+        If a pattern or preset is not valid, no preset fits (``preset="auto"``), two files
+        give the same ``(delay, scan)``, or a ``{delay_index}`` is out of range.
+    """
+    root = Path(os.path.abspath(path))
+    if not root.is_dir():
+        raise FileNotFoundError(f"No such run directory: '{root}'")
+    files = _list_files(root)
+    if not files:
+        raise FileNotFoundError(f"The run directory '{root}' is empty")
+    patterns = _patterns(pattern, preset, files)
+    frame_pattern = patterns.pop("frames")
+    delays, scans = set(), set()
+    if "delay_index" in frame_pattern.fields:
+        table, manifest_scans = _manifest_delays(root)
+        delays.update(table)
+        scans.update(manifest_scans)
+    num, den = DELAY_UNITS[frame_pattern.unit]
+    frames, found, unmatched = {}, {role: [] for role in patterns}, []
+    for name in files:
+        match = frame_pattern.regex.fullmatch(name)
+        if match is None:
+            role = next((r for r, p in patterns.items() if p.regex.fullmatch(name)), None)
+            if role is not None:
+                found[role].append(root / name)
+            elif _is_image_file(root / name):
+                unmatched.append(root / name)
+            continue
+        if "delay" in frame_pattern.fields:
+            delay = float(match["delay"]) * num / den + 0.0  # no -0.0
+        else:
+            index = int(match["delay_index"])
+            if index >= len(table):
+                raise ValueError(f"'{root / name}': delay index {index}, but "
+                                 f"'{root / RUN_MANIFEST}' lists {len(table)} delays")
+            delay = table[index]
+        key = (delay, int(match["scan"]) if "scan" in frame_pattern.fields else 0)
+        if key in frames:
+            raise ValueError(f"Two files of the run give delay {key[0]:g} ps, scan {key[1]}: "
+                             f"'{frames[key]}' and '{root / name}'")
+        frames[key] = root / name
+    if not frames:
+        raise FileNotFoundError(f"No file under '{root}' matches the pattern "
+                                f"'{frame_pattern.text}'; examples of names found: "
+                                f"{_examples(files)}")
+    delays = sorted(delays | {d for d, _ in frames})
+    scans = sorted(scans | {s for _, s in frames})
+    missing = [(d, s) for d in delays for s in scans if (d, s) not in frames]
+    return RunFiles(root, frames, delays, scans, found["darks"], found["flats"],
+                    found["pump_off"], missing, unmatched, frame_pattern.text)
+
+
+def open_run(path, pattern=None, *, preset="auto", chunks=None, missing="raise",
+             skip_bad=False):
+    """Open a raw run lazily as a ``("delay", "scan", "y", "x")`` stack.
+
+    Opening lists the run's files (:func:`scan_run`) and reads every frame's header; pixels
+    are read when the stack is computed, one chunk of whole frames per dask task.
+
+    Parameters
+    ----------
+    path : path-like
+        Run directory.
+    pattern : str or dict, optional
+        Frame pattern, or patterns by role, see :func:`scan_run`.
+    preset : {"auto", "uedflow", "lab"}, optional
+        Patterns to start from, see :func:`scan_run`.
+    chunks : int or dict, optional
+        Whole frames per chunk, or chunk sizes by dim, as :func:`uedflow.open_stack` takes
+        them. The default makes chunks of whole frames of about 64 MiB.
+    missing : {"raise", "exclude"}, optional
+        What to do about ``(delay, scan)`` combinations without a file: raise a ValueError
+        listing them, or keep them as frames of zeros with ``present=False``.
+    skip_bad : bool, optional
+        Exclude frames whose header shows them unreadable or truncated (``present=False``,
+        listed in ``attrs["bad_files"]``) instead of raising
+        :class:`~uedflow.errors.CorruptFileError` for the first one.
+
+    Returns
+    -------
+    run : xarray.DataArray
+        Named ``"intensity"``, with coords ``delay`` (float64, ps), ``scan`` (int64), ``file``
+        (``(delay, scan)``, absolute path, ``""`` where missing) and ``present`` (``(delay,
+        scan)``, False where the frame is missing or bad). ``attrs``: ``source`` (the run
+        directory), ``pattern`` (the frame pattern), ``darks``, ``flats``, ``pump_off`` and
+        ``unmatched`` (absolute paths), ``missing`` (``[[delay, scan], ...]``) and
+        ``bad_files`` (``[[path, reason], ...]``).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`scan_run`; ValueError also for missing combinations with
+        ``missing="raise"``.
+    uedflow.errors.CorruptFileError
+        If a frame file is unreadable or truncated (and ``skip_bad`` is false).
+    uedflow.errors.FrameMismatchError
+        If frames differ in shape or dtype.
+
+    Warns
+    -----
+    UserWarning
+        If image files in the run match no pattern.
+    """
+    if missing not in ("raise", "exclude"):
+        raise ValueError(f"missing must be 'raise' or 'exclude', got {missing!r}")
+    run = scan_run(path, pattern, preset=preset)
+    unmatched = [str(p) for p in run.unmatched]
+    if run.missing and missing == "raise":
+        combos = _examples([f"({d:g} ps, scan {s})" for d, s in run.missing], 20)
+        hint = f" Files that match no pattern: {_examples(unmatched)}." if unmatched else ""
+        raise ValueError(f"{len(run.missing)} (delay, scan) combinations of the run "
+                         f"'{run.root}' have no file: {combos}.{hint} Pass missing='exclude' "
+                         "to open the run with them flagged (present=False).")
+    if unmatched:
+        warnings.warn(f"{len(unmatched)} image files of the run '{run.root}' match no "
+                      f"pattern and are left out: {_examples(unmatched)}", stacklevel=2)
+    grid = np.array([[os.fspath(run.frames.get((d, s), "")) for s in run.scans]
+                     for d in run.delays], dtype=object)
+    frames = FrameFiles(grid, skip_bad=skip_bad)
+    dims = ("delay", "scan")
+    coords = {
+        "delay": ("delay", np.array(run.delays, np.float64), {"units": "ps"}),
+        "scan": np.array(run.scans, np.int64),
+        "file": (dims, grid),
+        "present": (dims, frames.paths != ""),
+    }
+    stack = run_stack(frames, chunks if isinstance(chunks, int) else None, str(run.root),
+                      coords)
+    stack.attrs.update(
+        pattern=run.pattern,
+        darks=[str(p) for p in run.darks],
+        flats=[str(p) for p in run.flats],
+        pump_off=[str(p) for p in run.pump_off],
+        unmatched=unmatched,
+        missing=[[d, s] for d, s in run.missing],
+        bad_files=[[path, reason] for path, reason in frames.bad],
+    )
+    return stack.chunk(chunks) if isinstance(chunks, dict) else stack
