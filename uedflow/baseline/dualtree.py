@@ -227,6 +227,17 @@ def dtcwt(data, first_stage, wavelet, mode="constant", level=None, axis=-1):
            signals", Appl. Comput. Harmon. Anal. 10, 234-253 (2001).
     .. [2] I. W. Selesnick, R. G. Baraniuk and N. G. Kingsbury, "The dual-tree complex
            wavelet transform", IEEE Signal Process. Mag. 22(6), 123-151 (2005).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import dtcwt, idtcwt
+    >>> signal = np.random.default_rng(0).normal(size=256)
+    >>> coeffs = dtcwt(signal, first_stage="sym6", wavelet="qshift1", level=3)
+    >>> len(coeffs)                                   # approximation and 3 detail levels
+    4
+    >>> bool(np.allclose(idtcwt(coeffs, first_stage="sym6", wavelet="qshift1"), signal))
+    True
     """
     data = np.asarray(data, dtype=float)
     axis = normalize_axis_index(axis, data.ndim)
@@ -390,6 +401,18 @@ def baseline_dt(array, max_iter, level=None, first_stage="sym6", wavelet="qshift
            transform", Struct. Dyn. 4, 044004 (2017).
     .. [3] N. G. Kingsbury, "Complex wavelets for shift invariant analysis and filtering of
            signals", Appl. Comput. Harmon. Anal. 10, 234-253 (2001).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import baseline_dt
+    >>> x = np.linspace(0, 10, 512)
+    >>> background = 5 * np.exp(-x / 4)
+    >>> signal = background + np.exp(-((x - 3) ** 2) / 0.01) + np.exp(-((x - 7) ** 2) / 0.01)
+    >>> baseline = baseline_dt(signal, max_iter=100, level=4)
+    >>> at_peaks = np.searchsorted(x, [3, 7])
+    >>> print(np.round(signal[at_peaks] - baseline[at_peaks], 1))   # the peaks are 1 high
+    [1. 1.]
     """
     array = np.asarray(array)
     plan = DTBaselinePlan(array.shape, level=level, first_stage=first_stage, wavelet=wavelet,

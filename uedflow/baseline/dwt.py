@@ -144,6 +144,18 @@ def baseline_dwt(array, max_iter, level=None, wavelet="sym6", background_regions
     .. [1] C. M. Galloway, E. C. Le Ru and P. G. Etchegoin, "An iterative algorithm for
            background removal in spectroscopy by wavelet transforms", Appl. Spectrosc. 63,
            1370-1376 (2009).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import baseline_dwt
+    >>> x = np.linspace(0, 10, 512)
+    >>> background = 5 * np.exp(-x / 4)
+    >>> signal = background + np.exp(-((x - 3) ** 2) / 0.01) + np.exp(-((x - 7) ** 2) / 0.01)
+    >>> baseline = baseline_dwt(signal, max_iter=100, level=4)
+    >>> at_peaks = np.searchsorted(x, [3, 7])
+    >>> print(np.round(signal[at_peaks] - baseline[at_peaks], 1))   # the peaks are 1 high
+    [0.8 0.7]
     """
     array = np.asarray(array)
     plan = DWTBaselinePlan(array.shape, level=level, wavelet=wavelet, mode=mode, axis=axis)

@@ -449,6 +449,21 @@ def align(image, reference, mask=None, fill_value=0.0, *,
     The one intended difference from scikit-ued: shifts are sub-pixel by default, and
     fractional shifts are applied by bilinear interpolation (scikit-ued: integer shifts,
     applied by a quadratic spline). Integer shifts give the same, exactly shifted, image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import align
+    >>> from uedflow.datasets import beam_block_mask, make_frame
+    >>> mask = beam_block_mask((128, 128), (60.0, 66.0))
+    >>> reference = make_frame((128, 128), (60.0, 66.0), hot_pixels=[], seed=0)
+    >>> image = make_frame((128, 128), (62.0, 65.0), block_center=(60.0, 66.0),
+    ...                    hot_pixels=[], seed=1)
+    >>> aligned = align(image, reference, mask=mask)
+    >>> def difference(a):
+    ...     return np.abs(a[8:-8, 8:-8] - reference[8:-8, 8:-8].astype(float)).mean()
+    >>> bool(difference(aligned) < difference(image) / 3)
+    True
     """
     plan = AlignPlan(reference, mask, upsample_factor=upsample_factor, max_shift=max_shift)
     return plan.align(image, fill_value)
@@ -495,6 +510,17 @@ def ialign(images, reference=None, mask=None, fill_value=0.0, *,
     See Also
     --------
     AlignPlan : the registration that all images share (computed once).
+
+    Examples
+    --------
+    >>> from uedflow import ialign
+    >>> from uedflow.datasets import beam_block_mask, make_frame
+    >>> mask = beam_block_mask((128, 128), (60.0, 66.0))
+    >>> frames = [make_frame((128, 128), (60.0 + d, 66.0 - d), block_center=(60.0, 66.0),
+    ...                      hot_pixels=[], seed=d) for d in range(4)]
+    >>> aligned = list(ialign(frames, mask=mask, max_shift=8))   # onto the first frame
+    >>> len(aligned), aligned[3].shape
+    (4, (128, 128))
     """
     images = _frames(images)
     first = next(images, None)

@@ -119,6 +119,20 @@ class brillouin_zones:
        Rinehart and Winston (1976).
     .. [2] C. B. Barber, D. P. Dobkin and H. Huhdanpaa, "The Quickhull algorithm for
        convex hulls", ACM Trans. Math. Softw. 22, 469-483 (1996).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import bragg_peaks_persistence, brillouin_zones
+    >>> from uedflow.datasets import diffraction_pattern
+    >>> image = diffraction_pattern((256, 256), (128.0, 128.0), kind="single_crystal",
+    ...                             background=0)
+    >>> peaks = bragg_peaks_persistence(image, prominence=50)[0]
+    >>> zones = brillouin_zones(image, np.ones(image.shape, dtype=bool), peaks,
+    ...                         center=(128, 128))
+    >>> visible = zones.getVisibleBZs(symmetry=6)
+    >>> len(zones.visible_BZs) > 10
+    True
     """
 
     def __init__(self, image, mask, peaks, center=None, optimization_radius=None):

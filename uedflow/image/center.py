@@ -209,6 +209,15 @@ def autocenter(im, mask=None, normalize_bg=True):
        Electron Diffraction and Data Science*, ch. 2. Springer Nature (2020).
     .. [2] D. Padfield, "Masked object registration in the Fourier domain", IEEE Trans.
        Image Process. 21, 2706-2718 (2012).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import autocenter
+    >>> from uedflow.datasets import beam_block_mask, make_frame
+    >>> frame = make_frame((256, 256), (120.3, 135.7), seed=0)
+    >>> print(np.round(autocenter(frame, mask=beam_block_mask((256, 256), (120.3, 135.7))), 1))
+    [120.3 135.7]
     """
     im = check_image(im)
     valid = np.ones(im.shape, dtype=bool) if mask is None else check_mask(mask, im.shape)
@@ -277,5 +286,15 @@ def auto_masking(im, threshold=0.1):
     -------
     mask : ndarray of bool, shape (N, M)
         True on valid pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import auto_masking
+    >>> image = np.ones((4, 4))
+    >>> image[0, 0] = 0.0
+    >>> mask = auto_masking(image, threshold=0.5)      # False on the dark pixel
+    >>> bool(mask[0, 0]), int(mask.sum())
+    (False, 15)
     """
     return im > threshold * np.median(np.maximum(im, 0))

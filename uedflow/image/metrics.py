@@ -290,6 +290,15 @@ def isnr(images, fill_value=0.0):
     --------
     snr_from_collection : the ratio over the whole collection, without the intermediate ones.
     RunningStats : the per-pixel accumulator, Welford's update frame by frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import isnr, snr_from_collection
+    >>> frames = np.random.default_rng(0).poisson(100, size=(5, 8, 8))
+    >>> running = list(isnr(frames))                 # one SNR image after each frame
+    >>> len(running), bool(np.allclose(running[-1], snr_from_collection(frames)))
+    (5, True)
     """
     stats = None
     for frame in _frames(images):
@@ -478,6 +487,16 @@ def combine_masks(*masks):
     ------
     ValueError
         If no mask is given, or a mask is not boolean or differs in shape from the first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import combine_masks
+    >>> block = np.array([[True, False], [True, True]])
+    >>> hot = np.array([[True, True], [False, True]])
+    >>> combine_masks(block, hot)
+    array([[ True, False],
+           [False,  True]])
     """
     if not masks:
         raise ValueError("combine_masks needs at least one mask")
@@ -519,6 +538,15 @@ def mask_image(image, mask, fill_value=0, copy=True):
     ValueError
         If ``mask`` is not boolean or its shape matches neither ``image`` nor its trailing
         dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import mask_image
+    >>> image = np.arange(4.0).reshape(2, 2)
+    >>> mask_image(image, np.array([[True, False], [True, True]]), fill_value=np.nan)
+    array([[ 0., nan],
+           [ 2.,  3.]])
     """
     image = np.array(image, copy=copy)
     mask = _as_mask(mask, "mask")
@@ -567,6 +595,13 @@ def triml(array, percentile, axis=None, fill_value=0):
     See Also
     --------
     trimr : replace the values above a percentile.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import triml
+    >>> triml(np.arange(10), percentile=30)
+    array([0, 0, 0, 3, 4, 5, 6, 7, 8, 9])
     """
     return _trim(array, percentile, axis, fill_value, np.less)
 
@@ -593,5 +628,12 @@ def trimr(array, percentile, axis=None, fill_value=0):
     See Also
     --------
     triml : replace the values below a percentile.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow import trimr
+    >>> trimr(np.arange(10), percentile=70)
+    array([0, 1, 2, 3, 4, 5, 6, 0, 0, 0])
     """
     return _trim(array, percentile, axis, fill_value, np.greater)

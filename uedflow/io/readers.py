@@ -29,7 +29,14 @@ def _pillow_suffixes():
 
 @functools.cache
 def supported_formats():
-    """Sorted file suffixes that :func:`diffread` can read."""
+    """Sorted file suffixes that :func:`diffread` can read.
+
+    Examples
+    --------
+    >>> from uedflow import supported_formats
+    >>> [suffix in supported_formats() for suffix in (".tif", ".dm4", ".mib", ".npy")]
+    [True, True, True, True]
+    """
     own = TIFF_SUFFIXES | DM_SUFFIXES | MIB_SUFFIXES | NPY_SUFFIXES
     return tuple(sorted(own | _pillow_suffixes()))
 
@@ -91,6 +98,20 @@ def diffread(fname):
     See Also
     --------
     uedflow.open_stack : open many frames lazily as one labelled stack.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import tifffile
+    >>> from uedflow import diffread
+    >>> frame = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     tifffile.imwrite(Path(folder) / "frame.tif", frame)
+    ...     image = diffread(Path(folder) / "frame.tif")
+    >>> image.dtype, bool(np.array_equal(image, frame))
+    (dtype('uint16'), True)
     """
     path = check_file(fname)
     suffix = path.suffix.lower()

@@ -70,6 +70,19 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
     ------
     FileExistsError
         If ``store`` exists and ``overwrite`` is False.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from uedflow import open_stack, to_zarr
+    >>> stack = open_stack(np.zeros((6, 64, 64), dtype=np.uint16))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     report = to_zarr(stack, Path(folder) / "zeros.zarr")
+    ...     back = open_stack(Path(folder) / "zeros.zarr").values
+    >>> report.shape, report.ratio > 10, back.shape
+    ((6, 64, 64), True, (6, 64, 64))
     """
     import zarr
 
