@@ -26,14 +26,14 @@ def test_ingest_and_info(tiff_dir, tmp_path, capsys):
     assert main(["ingest", str(folder), "-o", str(store), "-q", "--clevel", "1"]) == 0
     assert "compression ratio" in capsys.readouterr().out
     np.testing.assert_array_equal(open_stack(store).values, frames)
-    assert main(["ingest", str(folder), "-o", str(store), "-q"]) == 1
+    assert main(["ingest", str(folder), "-o", str(store), "-q"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["info", str(store)]) == 0
     assert "frame=12, y=48, x=64" in capsys.readouterr().out
 
 
 def test_errors_name_the_source(tmp_path, capsys):
-    assert main(["info", str(tmp_path / "nowhere.tif")]) == 1
+    assert main(["info", str(tmp_path / "nowhere.tif")]) == 2
     err = capsys.readouterr().err
     assert "nowhere.tif" in err and "Traceback" not in err
 

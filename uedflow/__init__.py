@@ -58,6 +58,16 @@ from .io import (
     supported_formats,
     to_zarr,
 )
+from .pipeline import (
+    ReduceConfig,
+    ReducedAccessor,
+    StoreReport,
+    file_digest,
+    open_reduced,
+    quicklook,
+    reduce,
+    write_reduced,
+)
 from .stack import UedAccessor, mask_from_collection, snr_from_collection
 
 try:
@@ -74,8 +84,11 @@ __all__ = [
     "FrameMismatchError",
     "IncompleteStoreError",
     "NFoldPlan",
+    "ReduceConfig",
+    "ReducedAccessor",
     "RunFiles",
     "RunningStats",
+    "StoreReport",
     "UedAccessor",
     "UedflowError",
     "ZarrReport",
@@ -98,6 +111,7 @@ __all__ = [
     "dt_first_stage",
     "dt_max_level",
     "dtcwt",
+    "file_digest",
     "ialign",
     "idtcwt",
     "imibread",
@@ -108,8 +122,11 @@ __all__ = [
     "mibheader",
     "mibread",
     "nfold",
+    "open_reduced",
     "open_run",
     "open_stack",
+    "quicklook",
+    "reduce",
     "reflection",
     "scan_run",
     "snr_from_collection",
@@ -117,4 +134,5 @@ __all__ = [
     "to_zarr",
     "triml",
     "trimr",
+    "write_reduced",
 ]

@@ -236,6 +236,9 @@ def _from_zarr(path, nframes_chunk):
     node = zarr.open(path, mode="r")
     coords = None
     if isinstance(node, zarr.Group):
+        if "uedflow_reduced" in node.attrs:
+            raise ValueError(f"'{path}' is a reduced uedflow store, not a stack of frames: "
+                             "open it with uedflow.open_reduced")
         info = node.attrs.get("uedflow")
         if info is not None and not info.get("complete", False):
             raise IncompleteStoreError(

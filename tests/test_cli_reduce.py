@@ -1,0 +1,230 @@
+"""``uedflow reduce``, ``info`` and ``quicklook``, called as users call them.
+
+The resume test kills a reduction (a subprocess, SIGKILL) while it writes its store, runs it
+again, and compares the store with that of an uninterrupted run, file by file.
+"""
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import xarray as xr
+
+import uedflow.cli
+from uedflow.cli import main
+from uedflow.datasets import make_run
+from uedflow.pipeline.store import open_reduced, read_state
+
+DELAYS = [-1.0, -0.5, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+
+#: ``uedflow reduce`` with every chunk write slowed down, so that a kill lands mid-write.
+SLOW_REDUCE = """
+import sys, time
+import uedflow.pipeline.store as store
+from uedflow.cli import main
+write = store._write_chunk
+def slow_write(block, path, name, block_info=None):
+    time.sleep(0.2)
+    return write(block, path, name, block_info=block_info)
+store._write_chunk = slow_write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A small run: 8 delays x 3 scans of 128² frames, with dark frames."""
+    path = tmp_path_factory.mktemp("raw") / "run"
+    make_run(path, shape=(128, 128), delays=DELAYS, n_scans=3, n_darks=2, seed=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(run, tmp_path_factory):
+    """The store of an uninterrupted reduction of ``run``, and what the command printed."""
+    store = tmp_path_factory.mktemp("reference") / "reduced.zarr"
+    out = _run_main(["reduce", str(run), "-o", str(store), "-q"])
+    return store, out
+
+
+def _run_main(argv, code=0):
+    """``main(argv)`` with its output captured; check its exit code."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    assert status == code, (status, out.getvalue(), err.getvalue())
+    return out.getvalue() + err.getvalue()
+
+
+def files(store, skip=("zarr.json",)):
+    """Every file of a store and its bytes (the root metadata, with timings, left out)."""
+    return {p.relative_to(store).as_posix(): p.read_bytes()
+            for p in sorted(Path(store).rglob("*"))
+            if p.is_file() and p.relative_to(store).as_posix() not in skip}
+
+
+def start_slow_reduce(argv, folder):
+    """``uedflow argv`` with slow chunk writes, in a subprocess (output in ``proc.log``)."""
+    log = folder / "reduce.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_REDUCE, *argv], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log = log
+    return proc
+
+
+def wait_for_chunks(proc, store, at_least, timeout=90):
+    """Wait until ``store`` has ``at_least`` chunks written (the process still writing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = read_state(store)
+        if state is not None and state["chunks_written"] >= at_least:
+            return state
+        assert proc.poll() is None, f"the reduction ended first:\n{proc.log.read_text()}"
+        assert time.monotonic() < deadline, \
+            f"no chunks after {timeout} s:\n{proc.log.read_text()}"
+        time.sleep(0.02)
+
+
+def test_reduce_writes_a_complete_store(run, reference):
+    store, out = reference
+    assert "present: 24 of 24 frames (0 missing, 0 bad)" in out
+    assert "2 darks, 0 flats, 0 pump-off frames" in out
+    assert re.search(r"\d+ chunks written, 0 already written", out)
+    assert "reduced run, complete" in out
+    ds = open_reduced(store)
+    assert ds["diffraction"].shape == (len(DELAYS), 128, 128)
+    assert ds["radial"].dims == ("delay", "radius")
+    np.testing.assert_array_equal(ds["delay"], DELAYS)
+    assert read_state(store)["chunks_written"] == read_state(store)["chunks_total"]
+
+    info = _run_main(["info", str(store)])
+    assert "reduced run, complete" in info and "diffraction" in info
+    assert "rejected: " in info and "bad files: 0" in info
+    info = _run_main(["info", str(run)])
+    assert "dims   : delay=8, scan=3, y=128, x=128" in info
+    assert "present: 24 of 24 frames" in info
+
+
+def test_reduce_reads_an_ingested_store(run, tmp_path):
+    _run_main(["ingest", str(run), "-o", str(tmp_path / "raw.zarr"), "-q"])
+    out = _run_main(["reduce", str(tmp_path / "raw.zarr"), "-o", str(tmp_path / "r.zarr"),
+                     "-q"])
+    assert "(zarr)" in out and "reduced run, complete" in out
+    ds = open_reduced(tmp_path / "r.zarr")
+    assert ds["diffraction"].shape == (len(DELAYS), 128, 128)
+    assert np.isfinite(ds["radial"].values).any()
+
+
+def test_killed_mid_write_then_resumed_equals_an_uninterrupted_run(run, reference, tmp_path):
+    store = tmp_path / "killed.zarr"
+    proc = start_slow_reduce(["reduce", str(run), "-o", str(store), "-q"], tmp_path)
+    try:
+        wait_for_chunks(proc, store, at_least=4)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    state = read_state(store)
+    assert state["state"] == "writing"
+    assert 4 <= state["chunks_written"] < state["chunks_total"]
+
+    info = _run_main(["info", str(store)])
+    assert "incomplete" in info and f"uedflow reduce RAW -o {store}" in info
+    err = _run_main(["quicklook", str(store)], code=2)
+    assert "incomplete" in err and "Traceback" not in err
+    config = tmp_path / "other.toml"
+    config.write_text("[align]\nmax_shift = 6\n")
+    err = _run_main(["reduce", str(run), "-o", str(store), "--config", str(config)], code=2)
+    assert "different reduction config" in err and "killed.zarr" in err
+
+    out = _run_main(["reduce", str(run), "-o", str(store), "-q"])
+    skipped = int(re.search(r"(\d+) already written", out)[1])
+    assert skipped >= state["chunks_written"]
+    assert "reduced run, complete" in out
+    assert files(store) == files(reference[0])  # every chunk, byte for byte
+    xr.testing.assert_equal(open_reduced(store).compute(), open_reduced(reference[0]).compute())
+
+
+def test_demo_prints_the_truth_comparison(tmp_path, monkeypatch):
+    monkeypatch.setattr(uedflow.cli, "DEMO_SIZE", 128)
+    out = _run_main(["reduce", "--demo", "-o", str(tmp_path / "demo.zarr"), "-q",
+                     "--quicklook"])
+    assert (tmp_path / "demo-run" / "run.json").exists()
+    assert "recovered vs ground truth" in out
+    center_error = float(re.search(r"centre : .* error (\S+) px", out)[1])
+    shift_rms = float(re.search(r"shifts : RMS error (\S+) px over 24 frames", out)[1])
+    assert center_error < 0.5 and shift_rms < 0.2
+    pngs = sorted((tmp_path / "demo-quicklook").glob("*.png"))
+    assert [p.name for p in pngs] == ["pattern.png", "peaks.png", "radial.png"]
+    out = _run_main(["reduce", "--demo", "-o", str(tmp_path / "demo.zarr"), "-q"])
+    assert "Using the demo run" in out and "0 chunks written" in out
+
+
+def test_quicklook_writes_pngs_that_read_back(reference, tmp_path):
+    out = _run_main(["quicklook", str(reference[0]), "-o", str(tmp_path / "plots")])
+    paths = [Path(line.removeprefix("wrote ")) for line in out.splitlines()]
+    assert [p.name for p in paths] == ["pattern.png", "radial.png", "peaks.png"]
+    for path in paths:
+        image = matplotlib.image.imread(path)
+        assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 400
+        assert image[..., :3].std() > 0.05  # drawn, not blank
+
+
+def test_bad_frame_stops_the_run_or_is_skipped(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    bad = copy / "scan_001_delay_004.tif"
+    bad.write_bytes(bad.read_bytes()[:1000])
+    err = _run_main(["reduce", str(copy), "-o", str(tmp_path / "a.zarr")], code=2)
+    assert "scan_001_delay_004.tif" in err and "Traceback" not in err
+    assert not (tmp_path / "a.zarr").exists()
+
+    out = _run_main(["reduce", str(copy), "-o", str(tmp_path / "b.zarr"), "-q", "--skip-bad"])
+    assert "present: 23 of 24 frames (0 missing, 1 bad)" in out
+    assert "bad files: 1" in out
+    ds = open_reduced(tmp_path / "b.zarr")
+    assert ds["rejected"].sel(delay=DELAYS[4], scan=1)
+    assert str(bad) in ds.attrs["uedflow"]
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["reduce", "{tmp}/nowhere", "-o", "{tmp}/out.zarr"], "nowhere"),
+    (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--config", "{tmp}/bad.toml"], "max_shfit"),
+    (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--config", "{tmp}/missing.toml"],
+     "missing.toml"),
+    (["reduce", "{run}", "-o", "{tmp}/taken"], "taken"),
+    (["reduce", "-o", "{tmp}/out.zarr"], "RAW or --demo"),
+    (["reduce", "{run}", "--demo", "-o", "{tmp}/out.zarr"], "RAW or --demo"),
+    (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--cluster", "slurm"], "dask-jobqueue"),
+    (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--cluster-option", "cores=2"],
+     "--cluster-option needs --cluster"),
+    (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--scheduler", "tcp://127.0.0.1:1",
+      "--workers", "2"], "--scheduler does not go with --workers"),
+    (["quicklook", "{tmp}/nowhere.zarr"], "nowhere.zarr"),
+    (["info", "{tmp}/nowhere"], "nowhere"),
+])
+def test_bad_input_exits_2_naming_it(run, tmp_path, argv, name):
+    (tmp_path / "bad.toml").write_text("[align]\nmax_shfit = 3\n")
+    (tmp_path / "taken").write_text("precious")
+    err = _run_main([a.format(tmp=tmp_path, run=run) for a in argv], code=2)
+    assert name in err and "Traceback" not in err
+    assert (tmp_path / "taken").read_text() == "precious"
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reduce", "run", "-o", "out.zarr", "--cluster", "pbs"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'pbs'" in capsys.readouterr().err

@@ -1,0 +1,300 @@
+"""The run reduction: ReduceConfig, reduce() on a synthetic run with known truth, and
+ds.ued.time_series()."""
+
+import json
+import multiprocessing
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+
+import dask
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+
+import uedflow
+from uedflow.datasets import diffraction_pattern, make_frame, make_run
+from uedflow.io.runs import open_run
+from uedflow.pipeline import ReduceConfig, file_digest, reduce
+
+SHAPE = (256, 256)
+DELAYS = [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 4.0, 8.0]
+BRIGHT = (4, 1)  # (delay index, scan) of a frame with 3x the intensity
+JUMPED = (6, 2)  # of a frame whose pattern jumped by JUMP px
+JUMP = (6.0, -5.0)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """A run with darks, drift, hot pixels, a strong Debye-Waller drop and two bad frames."""
+    path = tmp_path_factory.mktemp("reduce") / "run"
+    meta = make_run(path, shape=SHAPE, delays=DELAYS, n_scans=3, drift=0.3, n_darks=4,
+                    dw_amplitude=5.0, seed=1)
+    truth = meta["truth"]
+    files = np.array(meta["files"])  # (scan, delay)
+    i, s = BRIGHT
+    frame = tifffile.imread(path / files[s, i]).astype(float) * 3
+    tifffile.imwrite(path / files[s, i], np.minimum(frame, 65535).astype(np.uint16))
+    i, s = JUMPED
+    center = np.array(truth["centers"][s][i]) + JUMP
+    frame = make_frame(SHAPE, tuple(center), counts=truth["counts"], seed=[1, 9],
+                       debye_waller=truth["debye_waller"][i], background=truth["background"][i],
+                       block_center=tuple(truth["center"]), hot_pixels=truth["hot_pixels"],
+                       dark=truth["dark_level"])
+    tifffile.imwrite(path / files[s, i], frame)
+    config = {"mask": {"file": str(path / meta["mask_file"])}}
+    return {"path": path, "truth": truth, "config": config,
+            "ds": reduce(open_run(path), config).compute()}
+
+
+def rejected_frames(ds):
+    return {(i, s) for i, s in np.argwhere(ds["rejected"].values)}
+
+
+# ------------------------------------------------------------------ recovery of the truth
+
+def test_recovers_center_and_shifts(sample):
+    ds, truth = sample["ds"], sample["truth"]
+    kept = ~ds["rejected"].values
+    # every frame's own centre: the movie's centre minus the shift that moved the frame there
+    own = ds["center"].values - ds["shifts"].values
+    centers = np.array(truth["centers"]).transpose(1, 0, 2)  # (delay, scan, 2)
+    assert np.abs(own - centers)[kept].max() <= 0.25
+    # the reference is the first frame: the movie's centre is that frame's centre
+    assert np.abs(ds["center"].values - centers[0, 0]).max() <= 0.25
+    # shifts onto the reference differ from the truth's (onto the nominal centre) by a constant
+    error = ds["shifts"].values[kept] - np.array(truth["shifts"]).transpose(1, 0, 2)[kept]
+    error -= error.mean(axis=0)
+    assert np.sqrt((error**2).sum(axis=-1).mean()) <= 0.05
+    assert ds["shifts"].dims == ("delay", "scan", "coord")
+    assert list(ds["coord"].values) == ["row", "col"]
+
+
+def test_reference_of_the_earliest_delays(sample):
+    config = {**sample["config"], "align": {"reference": "early", "early_delays": 2}}
+    ds = reduce(open_run(sample["path"]), config)
+    kept = ~ds["rejected"].values
+    assert rejected_frames(ds) == {BRIGHT, JUMPED}
+    own = ds["center"].values - ds["shifts"].values
+    centers = np.array(sample["truth"]["centers"]).transpose(1, 0, 2)
+    assert np.abs(own - centers)[kept].max() <= 0.25
+    # aligned onto the first frame before averaging: the reference keeps its centre
+    assert np.abs(ds["center"].values - centers[0, 0]).max() <= 0.25
+
+
+def test_rejects_the_injected_frames_and_records_why(sample):
+    ds = sample["ds"]
+    assert rejected_frames(ds) == {BRIGHT, JUMPED}
+    reasons = {(d, s): r for d, s, r in json.loads(ds.attrs["uedflow"])["rejected"]}
+    assert "intensity" in reasons[DELAYS[BRIGHT[0]], BRIGHT[1]]
+    assert "shift" in reasons[DELAYS[JUMPED[0]], JUMPED[1]]
+    assert ds["scale"].values[BRIGHT] == 0 and ds["scale"].values[JUMPED] == 0
+    # few pixels are cut across scans, and only in frames that take part
+    cut = ds["rejected_pixels"].values
+    assert cut[BRIGHT] == 0 and cut.max() < 0.01 * ds["mask"].values.sum()
+
+
+def predicted_ring(ds, truth, i, ring):
+    """Mean over ``ring`` of the noise-free pattern of delay ``i``, normalised to its total
+    over the valid pixels, as reduce() normalises frames."""
+    pattern = diffraction_pattern(SHAPE, ds["center"].values, kind=truth["kind"],
+                                  debye_waller=truth["debye_waller"][i],
+                                  intensity=truth["counts"], background=truth["background"][i])
+    mask = ds["mask"].values
+    return pattern[ring & mask].mean() / pattern[mask].sum()
+
+
+def test_recovers_the_debye_waller_dynamics(sample):
+    ds, truth = sample["ds"], sample["truth"]
+    r1, r2 = 0.28 * 256 - 7, 0.28 * 256 + 7  # the third ring, +-4 sigma
+    series = ds.ued.time_series(ring=(ds["center"].values, r1, r2)).values
+    recovered = series / series[:3].mean() - 1
+    yy, xx = np.indices(SHAPE)
+    row, col = ds["center"].values
+    ring = (np.hypot(yy - row, xx - col) >= r1) & (np.hypot(yy - row, xx - col) <= r2)
+    predicted = np.array([predicted_ring(ds, truth, i, ring) for i in range(len(DELAYS))])
+    predicted = predicted / predicted[0] - 1
+    assert predicted[-1] < -0.08  # a strong drop: the comparison means something
+    np.testing.assert_allclose(recovered, predicted, atol=0.01)
+    # the radial profiles show it too, as their relative change
+    change = ds["radial_change"].sel(radius=slice(r1 + 4, r2 - 4)).mean("radius").values
+    assert np.all(change[:3] == pytest.approx(0, abs=0.01)) and change[-1] < -0.08
+
+
+def test_subtracts_the_darks(sample):
+    """The equilibrium is a * pattern + b with b ~ 0 only if the 100-count offset is gone."""
+    ds, truth = sample["ds"], sample["truth"]
+    without = reduce(open_run(sample["path"]), {**sample["config"], "dark": {"subtract": False}})
+    mask = ds["mask"].values
+    pattern = diffraction_pattern(SHAPE, ds["center"].values, kind=truth["kind"],
+                                  intensity=truth["counts"])[mask]
+    design = np.stack([pattern, np.ones_like(pattern)], axis=1)
+    offsets = [np.linalg.lstsq(design, eq["equilibrium"].values[mask], rcond=None)[0][1]
+               for eq in (ds, without)]
+    assert abs(offsets[0]) < 0.05 * truth["dark_level"]
+    assert offsets[1] > 0.8 * truth["dark_level"]
+
+
+# ------------------------------------------------------------------ outputs and options
+
+def test_outputs_are_lazy_chunked_by_delay(sample):
+    ds = reduce(open_run(sample["path"]), sample["config"])
+    for name in ("diffraction", "radial", "radial_change", "delay_shifts", "rejected_pixels"):
+        assert ds[name].chunks is not None and set(ds[name].chunks[0]) == {1}, name
+    assert ds["diffraction"].dims == ("delay", "y", "x") and ds["diffraction"].dtype == np.float32
+    for name in ("mask", "center", "shifts", "rejected", "equilibrium"):
+        assert ds[name].chunks is None, name
+    provenance = json.loads(ds.attrs["uedflow"])
+    assert ReduceConfig.from_dict(provenance["config"]) == ReduceConfig.from_dict(
+        sample["config"])
+    assert provenance["versions"]["uedflow"] == uedflow.__version__
+    files = provenance["inputs"]["files"]
+    assert len(files) == 3 * len(DELAYS) + 4 + 1  # frames, darks, mask file
+    assert all(digest.startswith("sha256:") for digest in files.values())
+    assert set(provenance["timing"]) >= {"align", "frame_statistics", "equilibrium"}
+
+
+def test_identical_on_every_scheduler(sample):
+    results = []
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for options in ({"scheduler": "threads"}, {"scheduler": "synchronous"},
+                        {"scheduler": "processes", "pool": pool}):
+            with dask.config.set(options):
+                results.append(reduce(open_run(sample["path"]), sample["config"]).compute())
+    for other in results[1:]:
+        for name, values in results[0].data_vars.items():
+            np.testing.assert_array_equal(values.values, other[name].values, err_msg=name)
+
+
+def test_missing_frames_and_excluded_scans(sample, tmp_path):
+    path = tmp_path / "run"
+    shutil.copytree(sample["path"], path)
+    (path / "scan_000_delay_003.tif").unlink()
+    config = {**sample["config"], "reject": {"exclude_scans": [1]}}
+    ds = reduce(open_run(path, missing="exclude"), config).compute()
+    reasons = {(d, s): r for d, s, r in json.loads(ds.attrs["uedflow"])["rejected"]}
+    assert reasons[DELAYS[3], 0] == ["missing"]
+    assert all("excluded" in reasons[d, 1] for d in DELAYS)
+    assert np.isnan(ds["shifts"].values[3, 0]).all()
+    assert ds["rejected"].values[:, 1].all() and ds["rejected"].values[3, 0]
+    assert np.isfinite(ds["diffraction"].values).all()
+
+
+def test_symmetrize_and_baseline(sample):
+    base = reduce(open_run(sample["path"]), sample["config"])
+    config = {**sample["config"], "symmetrize": {"mod": 6},
+              "baseline": {"method": "dwt", "max_iter": 20}}
+    ds = reduce(open_run(sample["path"]), config)
+    mask = base["mask"].values
+    expected = uedflow.nfold(base["diffraction"][2].values, 6, base["center"].values[::-1],
+                             mask).astype(np.float32)
+    np.testing.assert_array_equal(ds["diffraction"][2].values, expected)
+    baseline = ds["baseline"].values
+    assert ds["baseline"].dims == ("delay", "radius") and np.isfinite(baseline).all()
+    assert not np.array_equal(baseline, ds["radial"].values)
+    np.testing.assert_array_equal(baseline[1], uedflow.baseline_dwt(ds["radial"].values[1], 20))
+
+
+def test_time_series_regions(sample):
+    ds = sample["ds"]
+    images = ds["diffraction"].values.astype(np.float64)
+    mask = ds["mask"].values
+    region = np.zeros(SHAPE, dtype=bool)
+    region[200:220, 30:60] = True
+    expected = images[:, region & mask].mean(axis=1)
+    np.testing.assert_allclose(ds.ued.time_series(rect=(200, 220, 30, 60)).values, expected,
+                               rtol=1e-6)
+    disk = ds.ued.time_series(disk=((128, 128), 200)).values
+    np.testing.assert_allclose(disk, images[:, mask].mean(axis=1), rtol=1e-6)
+    with pytest.raises(ValueError, match="exactly one of rect, disk or ring"):
+        ds.ued.time_series()
+    with pytest.raises(ValueError, match="exactly one"):
+        ds.ued.time_series(rect=(0, 5, 0, 5), disk=((5, 5), 2))
+    with pytest.raises(ValueError, match="no valid pixel"):
+        ds.ued.time_series(rect=(300, 310, 0, 5))
+    with pytest.raises(ValueError, match="'radial' is not a variable"):
+        ds.ued.time_series(rect=(0, 5, 0, 5), var="radial")
+
+
+# ------------------------------------------------------------------ configuration
+
+def test_config_round_trips_through_dict_json_and_toml(tmp_path):
+    config = ReduceConfig.from_dict({"align": {"max_shift": 4, "reference": "early"},
+                                     "normalize": {"ring": [20, 60]},
+                                     "reject": {"exclude_scans": [0, 3]}})
+    assert config.align.max_shift == 4 and config.normalize.ring == [20.0, 60.0]
+    assert config.mask == ReduceConfig().mask  # untouched sections keep their defaults
+    assert ReduceConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    toml = tmp_path / "reduce.toml"
+    toml.write_text('[align]\nmax_shift = 4\nreference = "early"\n\n[normalize]\n'
+                    'ring = [20, 60]\n\n[reject]\nexclude_scans = [0, 3]\n')
+    assert ReduceConfig.from_toml(toml) == config
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"align": {"maxshift": 4}}, r"unknown key 'maxshift' in section \[align\]; valid keys: "
+                                 r"enabled, reference, early_delays, max_shift"),
+    ({"aling": {}}, r"unknown section \[aling\].*valid sections: dark, flat, mask"),
+    ({"align": {"reference": "last"}}, r"\[align\] reference: expected one of"),
+    ({"align": {"max_shift": -1}}, r"\[align\] max_shift: expected a number > 0"),
+    ({"symmetrize": {"mod": 7}}, r"\[symmetrize\] mod: expected a divisor of 360"),
+    ({"normalize": {"ring": [1]}}, r"\[normalize\] ring: expected 2 finite numbers"),
+    ({"reject": {"exclude_scans": "1"}}, r"\[reject\] exclude_scans"),
+    ({"align": 3}, r"\[align\] must be a table"),
+])
+def test_config_errors_name_the_key(bad, message):
+    with pytest.raises(ValueError, match=message):
+        ReduceConfig.from_dict(bad)
+
+
+def test_toml_errors_name_the_file(tmp_path):
+    toml = tmp_path / "reduce.toml"
+    toml.write_text("[mask]\nfle = 'mask.tif'\n")
+    with pytest.raises(ValueError, match=r"reduce.toml: unknown key 'fle' in section \[mask\]"):
+        ReduceConfig.from_toml(toml)
+    toml.write_text("[mask\n")
+    with pytest.raises(ValueError, match="reduce.toml: not a valid TOML file"):
+        ReduceConfig.from_toml(toml)
+
+
+# ------------------------------------------------------------------ bad input
+
+def test_bad_input_is_named(sample, tmp_path):
+    run = open_run(sample["path"])
+    with pytest.raises(ValueError, match="dims"):
+        reduce(run.isel(scan=0))
+    with pytest.raises(ValueError, match="no delay before time zero"):
+        reduce(run, {**sample["config"], "dynamics": {"t0": -5.0}})
+    small = tmp_path / "mask.tif"
+    tifffile.imwrite(small, np.ones((10, 10), np.uint8))
+    with pytest.raises(ValueError, match=r"\[mask\] file: .*mask.tif has shape \(10, 10\)"):
+        reduce(run, {"mask": {"file": str(small)}})
+    present = run["present"].values.copy()
+    present[1] = False
+    gone = run.assign_coords(present=(("delay", "scan"), present))
+    with pytest.raises(ValueError, match=r"every frame of the delays \['-1'\] ps"):
+        reduce(gone, sample["config"])
+    with pytest.raises(ValueError, match="no frame left"):
+        reduce(run, {**sample["config"], "reject": {"exclude_scans": [0, 1, 2]}})
+
+
+def test_file_digest_covers_content_and_size(tmp_path):
+    path = tmp_path / "frame.bin"
+    path.write_bytes(bytes(300_000))
+    first = file_digest(path)
+    assert first == file_digest(path)
+    data = bytearray(300_000)
+    data[-1] = 1
+    path.write_bytes(bytes(data))
+    assert file_digest(path) != first
+    path.write_bytes(bytes(299_999))
+    assert file_digest(path) != first
+
+
+def test_run_without_present_or_attrs(sample):
+    """open_stack of a run directory: no present coordinate, no darks in attrs."""
+    stack = uedflow.open_stack(sample["path"])
+    assert "present" not in stack.coords
+    ds = reduce(stack, sample["config"])
+    assert rejected_frames(ds) == {BRIGHT, JUMPED}
+    assert isinstance(ds, xr.Dataset) and json.loads(ds.attrs["uedflow"])["inputs"]["files"]
