@@ -11,6 +11,7 @@ import uedflow.io.lazy as lazy
 from uedflow import CorruptFileError, open_stack
 from uedflow.datasets import make_run
 from uedflow.io import RunFiles, open_run, scan_run
+from uedflow.io.runs import is_run
 
 SHAPE = (64, 64)
 DELAYS = [-1.0, 0.0, 0.25, 1.5]
@@ -65,6 +66,14 @@ def test_layouts_round_trip(runs, layout):
     np.testing.assert_array_equal(run.values, stack.values)
     np.testing.assert_array_equal(run.delay.values, stack.delay.values)
     np.testing.assert_array_equal(run.scan.values, stack.scan.values)
+
+
+def test_is_run_knows_run_layouts_from_other_folders(runs, tmp_path):
+    assert is_run(runs["uedflow"][0]) and is_run(runs["lab"][0])
+    tifffile.imwrite(tmp_path / "frame_001.tif", np.zeros(SHAPE, np.uint16))
+    assert not is_run(tmp_path)
+    assert not is_run(tmp_path / "frame_001.tif")
+    assert not is_run(tmp_path / "absent")
 
 
 def test_scan_run_lists_files_by_role(lab):

@@ -11,6 +11,7 @@ import numpy as np
 from . import __version__
 from .errors import UedflowError
 from .io import open_run, open_stack, to_zarr
+from .io.runs import is_run
 
 #: Exit status of a bad command line or bad input (a one-line message, no traceback).
 BAD_INPUT = 2
@@ -229,7 +230,10 @@ def _quicklook(args):
 
 
 def _ingest(args):
-    stack = open_stack(args.source, chunks=args.chunk_frames)
+    if is_run(args.source):
+        stack = open_run(args.source, chunks=args.chunk_frames)
+    else:
+        stack = open_stack(args.source, chunks=args.chunk_frames)
     print(describe(stack))
     report = to_zarr(stack, args.output, clevel=args.clevel, overwrite=args.overwrite,
                      progress=not args.quiet)

@@ -39,6 +39,8 @@ RUN_MANIFEST = "run.json"
 
 #: Name of the intensity variable in zarr stores written by uedflow.
 VARIABLE = "intensity"
+#: Attributes of a run (see :func:`uedflow.io.runs.open_run`) that a zarr store keeps.
+RUN_ATTRS = ("pattern", "darks", "flats", "pump_off", "missing", "bad_files")
 
 
 def frames_per_chunk(frame_nbytes, nframes, target=CHUNK_BYTES):
@@ -251,14 +253,18 @@ def _from_zarr(path, nframes_chunk):
         array = node[name]
         ds = xr.open_zarr(path, chunks=None, consolidated=False)
         coords = {k: v.variable.load() for k, v in ds[name].coords.items()}
+        run_attrs = (info or {}).get("run", {})
     else:
         array = node
+        run_attrs = {}
     dims = getattr(array.metadata, "dimension_names", None)
     if not dims or not all(dims):
         dims = array.attrs.get("_ARRAY_DIMENSIONS") or _frame_dims(array.ndim)
     data = da.from_zarr(array, chunks=_leading_chunks(array.shape, nframes_chunk,
                                                       array.dtype.itemsize))
-    return _labelled(data, str(path), "zarr", dims=tuple(dims), coords=coords)
+    stack = _labelled(data, str(path), "zarr", dims=tuple(dims), coords=coords)
+    stack.attrs.update(run_attrs)
+    return stack
 
 
 def _natural_sorted(paths):

@@ -155,12 +155,37 @@ def _patterns(pattern, preset, files):
     return compiled
 
 
-def _detect(files):
-    """The first preset whose frame pattern matches a file."""
+def _fitting_preset(files):
+    """The first preset whose frame pattern matches a file, or None."""
     for name, preset in PRESETS.items():
         regex = _compile(preset["frames"]).regex
         if any(regex.fullmatch(f) for f in files):
             return name
+    return None
+
+
+def is_run(path):
+    """Whether ``path`` is a directory laid out as one of the :data:`PRESETS` runs.
+
+    Parameters
+    ----------
+    path : path-like
+        Candidate run directory.
+
+    Returns
+    -------
+    bool
+        True if a file under ``path`` matches the frame pattern of a preset.
+    """
+    path = Path(path)
+    return path.is_dir() and _fitting_preset(_list_files(path)) is not None
+
+
+def _detect(files):
+    """The first preset whose frame pattern matches a file."""
+    name = _fitting_preset(files)
+    if name is not None:
+        return name
     expected = "; ".join(f"{name!r}: {p['frames']}" for name, p in PRESETS.items())
     raise ValueError(f"No preset fits the run: its files match no preset's frame pattern "
                      f"({expected}); examples of names found: {_examples(files)}. "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import dask.array as da
 import xarray as xr
 
-from .lazy import VARIABLE, open_stack
+from .lazy import RUN_ATTRS, VARIABLE, open_stack
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
     stack = stack.copy(data=da.asarray(stack.data).rechunk({-2: -1, -1: -1}))
     frame_chunks = (1,) * (stack.ndim - 2) + stack.shape[-2:]
     info = {"complete": False, "source": str(stack.attrs.get("source", "")),
-            "variable": VARIABLE}
+            "variable": VARIABLE,
+            "run": {key: stack.attrs[key] for key in RUN_ATTRS if key in stack.attrs}}
     ds = stack.rename(VARIABLE).to_dataset()
     ds.attrs = {"uedflow": info}
     encoding = {VARIABLE: {"chunks": frame_chunks, "compressors": (blosc_zstd(clevel),)}}
