@@ -1,7 +1,9 @@
 """Centre, symmetry and powder kernels: uedflow against scikit-ued (and pyFAI).
 
 Cases: ``autocenter`` with the beam-block mask; ``nfold`` (6-fold, masked) through its plan
-and as the drop-in function; ``reflection``; ``azimuthal_average`` through its plan and as
+and as the drop-in function, both called repeatedly with the same mask (as over a stack: the
+drop-in reuses its cached plan) and as a first call (cache emptied before each call);
+``reflection``; ``azimuthal_average`` through its plan and as
 the drop-in; and, if pyFAI is installed, the plan against pyFAI's CSR ``integrate1d`` on the
 same frame (pyFAI's callable in the ``skued`` column).
 """
@@ -10,6 +12,7 @@ import skued
 from _harness import Case, main_for
 
 from uedflow.datasets import beam_block_mask, default_center, make_frame
+from uedflow.image import symmetry
 from uedflow.image.center import autocenter
 from uedflow.image.powder import AzimuthalPlan, azimuthal_average
 from uedflow.image.symmetry import NFoldPlan, nfold, reflection
@@ -33,6 +36,12 @@ def _pyfai_case(frame, mask, center_rc, plan):
                  note="(skued column = pyFAI integrate1d, CSR cached)")]
 
 
+def _first_call(function, *args):
+    """``function(*args)`` with the plan cache of ``nfold`` emptied first."""
+    symmetry._plans.clear()
+    return function(*args)
+
+
 def cases(size):
     shape = (size, size)
     center_rc = default_center(shape)
@@ -50,6 +59,9 @@ def cases(size):
         Case("nfold 6 (mask) plan, threads", uedflow=lambda: nfold_plan_threads(frame),
              skued=lambda: skued.nfold(frame, 6, center_xy, mask)),
         Case("nfold 6 (mask) drop-in", uedflow=lambda: nfold(frame, 6, center_xy, mask),
+             skued=lambda: skued.nfold(frame, 6, center_xy, mask)),
+        Case("nfold 6 (mask) drop-in, first call",
+             uedflow=lambda: _first_call(nfold, frame, 6, center_xy, mask),
              skued=lambda: skued.nfold(frame, 6, center_xy, mask)),
         Case("nfold 6 (no mask) drop-in", uedflow=lambda: nfold(frame, 6, center_xy),
              skued=lambda: skued.nfold(frame, 6, center_xy)),

@@ -30,6 +30,7 @@ DEFAULT_TESTS = {
     "image/test_alignment.py": "uedflow",
     "image/test_brillouin.py": "uedflow",
     "image/test_center.py": "uedflow",
+    "image/test_indexing.py": "uedflow",
     "image/test_indexing_persistence.py": "uedflow",
     "image/test_metrics.py": "uedflow",
     "image/test_powder.py": "uedflow",
@@ -38,14 +39,6 @@ DEFAULT_TESTS = {
     "baseline/test_algorithms.py": "skued_private",
     "baseline/test_dtcwt.py": "uedflow",
 }
-
-#: scikit-ued tests that uedflow does not pass, and why; run them by naming them.
-#: ``image/test_indexing.py`` (2 tests): scikit-ued's ``bragg_peaks`` finds the 17 graphite
-#: peaks only when ``autocenter`` misses the true centre (128, 128) by about half a pixel:
-#: the half-pixel interpolation smooths the autocorrelation before its Laplacian. scikit-ued's
-#: own ``bragg_peaks`` given the exact centre finds 14. uedflow's ``bragg_peaks`` reproduces
-#: scikit-ued's to rounding, and uedflow's ``autocenter`` returns (128.00, 128.01).
-KNOWN_DIVERGENT = {"image/test_indexing.py": "uedflow"}
 
 
 def skued_root():

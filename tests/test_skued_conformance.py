@@ -8,6 +8,13 @@ def test_skued_test_suites_pass_against_uedflow():
     assert skued_conformance.run(skued_conformance.DEFAULT_TESTS, ["-x"]) == 0
 
 
+def test_every_image_io_baseline_test_file_of_skued_is_run():
+    root = skued_conformance.skued_root()
+    found = {path.relative_to(root).as_posix().replace("/tests/", "/")
+             for area in ("image", "io", "baseline") for path in (root / area).rglob("test_*.py")}
+    assert found - {"image/test_calibration.py"} == set(skued_conformance.DEFAULT_TESTS)
+
+
 def test_imports_are_switched_to_uedflow():
     source = ("from skued import align, kinematicsim\n"
               "from skued.baseline import (\n    dtcwt,\n    idtcwt,\n)\n")

@@ -110,3 +110,57 @@ def test_nfold_plan_threads_give_the_same_result():
     np.testing.assert_array_equal(one.weight, two.weight)
     with pytest.raises(ValueError, match="workers"):
         NFoldPlan(image.shape, 6, workers=0)
+
+
+def test_nfold_reuses_its_plan_for_the_same_mask(frame, monkeypatch):
+    from uedflow.image import symmetry
+
+    built = []
+    original = symmetry.NFoldPlan
+
+    def counting(*args, **kwargs):
+        built.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(symmetry, "_plans", type(symmetry._plans)())
+    monkeypatch.setattr(symmetry, "NFoldPlan", counting)
+    mask = beam_block_mask(SHAPE, CENTER_RC)
+    first = nfold(frame, 6, CENTER_XY, mask)
+    again = nfold(frame, 6, np.array(CENTER_XY), mask.copy())
+    assert len(built) == 1
+    np.testing.assert_array_equal(first, again)
+    # a mask changed in place is a new plan, and the cached plan kept its own copy
+    mask[:, :20] = False
+    changed = nfold(frame, 6, CENTER_XY, mask)
+    assert len(built) == 2
+    np.testing.assert_array_equal(changed, original(SHAPE, 6, CENTER_XY, mask)(frame))
+    mask[:, :20] = True
+    np.testing.assert_array_equal(nfold(frame, 6, CENTER_XY, mask), first)
+    assert len(built) == 2
+    for mod in (2, 3, 4, 6):  # the cache stays small
+        nfold(frame, mod, CENTER_XY, mask)
+    assert len(symmetry._plans) == symmetry.CACHED_PLANS
+
+
+def test_nfold_cached_plan_is_shared_by_threads(frame):
+    from concurrent.futures import ThreadPoolExecutor
+
+    mask = beam_block_mask(SHAPE, CENTER_RC)
+    frames = [frame * (k + 1.0) for k in range(8)]
+    expected = [NFoldPlan(SHAPE, 6, CENTER_XY, mask)(f) for f in frames]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda f: nfold(f, 6, CENTER_XY, mask), frames))
+    for ours, reference in zip(results, expected, strict=True):
+        np.testing.assert_array_equal(ours, reference)
+
+
+def test_nfold_plan_bands_equal_whole_frame_rotation(frame, monkeypatch):
+    # the band-by-band average equals rotating the whole frame at once
+    from uedflow.image import symmetry
+
+    monkeypatch.setattr(symmetry, "BAND_PIXELS", 7 * SHAPE[1])  # 23 bands of 7 rows or fewer
+    plan = NFoldPlan(SHAPE, 3, CENTER_XY, workers=2)
+    assert plan._band_rows == 7
+    image = frame.astype(float)
+    whole = image + sum(symmetry._warp(image, t) for t in plan._transforms)
+    np.testing.assert_allclose(plan(image), whole / 3, rtol=1e-12, atol=1e-9)

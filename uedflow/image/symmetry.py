@@ -1,7 +1,10 @@
 """Symmetrization of images: n-fold rotational averages and mirror reflections."""
 
+import hashlib
 import math
 import os
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -11,6 +14,14 @@ from ._validate import check_image, check_mask
 from .center import _check_center_xy
 
 __all__ = ["NFoldPlan", "nfold", "reflection"]
+
+#: Pixels per band of the frames that :class:`NFoldPlan` symmetrizes band by band.
+BAND_PIXELS = 2**17
+#: Plans that :func:`nfold` keeps for its latest distinct (shape, mod, centre, mask, fill).
+CACHED_PLANS = 2
+
+_plans = OrderedDict()
+_plans_lock = threading.Lock()
 
 
 def _default_center(shape):
@@ -34,8 +45,24 @@ def _rotation(angle, center):
     return _about(np.array([[c, -s], [s, c]]), center)
 
 
-def _warp(image, transform, order=1):
-    return warp(image, transform, order=order, mode="constant", cval=0, preserve_range=True)
+def _warp(image, transform, order=1, rows=None):
+    """``image`` resampled through ``transform``; only the output ``rows`` (a slice) if given.
+
+    Bilinear interpolation never leaves the range of its inputs, so the output is not clipped.
+    """
+    shape = image.shape
+    if rows is not None:
+        transform = transform @ _shift_rows(rows.start)
+        shape = (rows.stop - rows.start, shape[1])
+    return warp(image, transform, output_shape=shape, order=order, mode="constant", cval=0,
+                clip=False, preserve_range=True)
+
+
+def _shift_rows(start):
+    """Homogeneous map ``(x, y) -> (x, y + start)``."""
+    out = np.eye(3)
+    out[1, 2] = start
+    return out
 
 
 def _float_image(im, valid, name="im"):
@@ -97,6 +124,8 @@ class NFoldPlan:
         self.workers = (os.cpu_count() or 1) if workers == -1 else int(workers)
         if self.workers < 1:
             raise ValueError(f"workers must be a positive number of threads or -1, got {workers}")
+        # Rows per band of the per-frame work: about 2**17 pixels, a 1 MiB float64 band
+        self._band_rows = max(1, BAND_PIXELS // shape[1])
         step = 360 // self.mod
         self._transforms = [_rotation(a, self.center) for a in range(step, 360, step)]
         self.mask = None if mask is None else check_mask(mask, shape, require_valid=False)
@@ -105,7 +134,8 @@ class NFoldPlan:
             return
 
         weight = self.mask.astype(float)
-        self._weights = list(self._rotations(weight, np.float32))
+        self._weights = self._map(lambda t: _warp(weight, t).astype(np.float32),
+                                  self._transforms)
         for rotated in self._weights:
             weight += rotated
         self.weight = weight
@@ -135,32 +165,39 @@ class NFoldPlan:
         if im.shape != self.shape:
             raise ValueError(f"im has shape {im.shape}, but the plan is for shape {self.shape}")
         im = _float_image(im, self.mask)
-        if self.mask is None:
-            out = im.copy()
-            for rotated in self._rotations(im):
-                out += rotated
-            out /= self.mod
-            return out
-
-        out = im * self.mask
-        for rotated, w in zip(self._rotations(im), self._weights, strict=True):
-            rotated *= w
-            out += rotated
-        out *= self._inverse
-        out[self._fill] = self.fill_value
+        out = np.empty(self.shape)
+        bands = [slice(start, min(start + self._band_rows, self.shape[0]))
+                 for start in range(0, self.shape[0], self._band_rows)]
+        self._map(lambda rows: self._average(im, out, rows), bands)
         return out
 
+    def _map(self, function, items):
+        """``[function(item) for item in items]``, on ``workers`` threads."""
+        if self.workers == 1 or len(items) < 2:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(min(self.workers, len(items))) as pool:
+            return list(pool.map(function, items))
 
-    def _rotations(self, image, dtype=None):
-        """The ``mod - 1`` rotations of ``image``: one at a time, or all at once on threads."""
-        def rotate(transform):
-            rotated = _warp(image, transform)
-            return rotated if dtype is None else rotated.astype(dtype)
+    def _average(self, im, out, rows):
+        """Write the rows ``rows`` (a slice) of the symmetrized ``im`` into ``out``.
 
-        if self.workers == 1:
-            return map(rotate, self._transforms)
-        with ThreadPoolExecutor(min(self.workers, len(self._transforms) or 1)) as pool:
-            return list(pool.map(rotate, self._transforms))
+        Working band by band keeps the rotated rows in cache while they are weighted and
+        summed, and lets threads share the frame without sharing buffers.
+        """
+        band = out[rows]
+        if self.mask is None:
+            band[...] = im[rows]
+            for transform in self._transforms:
+                band += _warp(im, transform, rows=rows)
+            band /= self.mod
+            return
+        np.multiply(im[rows], self.mask[rows], out=band)
+        for transform, weight in zip(self._transforms, self._weights, strict=True):
+            rotated = _warp(im, transform, rows=rows)
+            rotated *= weight[rows]
+            band += rotated
+        band *= self._inverse[rows]
+        band[self._fill[rows]] = self.fill_value
 
 
 def nfold(im, mod, center=None, mask=None, fill_value=0.0):
@@ -194,17 +231,48 @@ def nfold(im, mod, center=None, mask=None, fill_value=0.0):
 
     See Also
     --------
-    NFoldPlan : the same average with the rotated mask weights computed once (this
-        function builds one, rotating on one thread per core).
+    NFoldPlan : the same average with the rotated mask weights computed once.
 
     Notes
     -----
     The image is rotated by multiples of ``360 / mod`` degrees with bilinear
     interpolation (zero outside the frame); with a mask, the rotations are averaged with
-    the rotated mask as weights.
+    the rotated mask as weights. This function keeps the :class:`NFoldPlan` (on one thread
+    per core) of its last few distinct ``(shape, mod, center, mask, fill_value)``, keyed by
+    a digest of the mask's contents: symmetrizing a stack frame by frame rotates the mask
+    once, not once per frame.
     """
     im = check_image(im)
-    return NFoldPlan(im.shape, mod, center, mask, fill_value, workers=-1)(im)
+    return _cached_plan(im.shape, mod, center, mask, fill_value)(im)
+
+
+def _cached_plan(shape, mod, center, mask, fill_value):
+    """The :class:`NFoldPlan` of these arguments, from the cache of :func:`nfold` if there.
+
+    The key is a digest of the arguments and of the mask's bytes, so that a mask changed
+    in place is a new key. The plan gets its own copy of the mask. Plans keep no state
+    between calls, so threads can share them.
+    """
+    center = _default_center(shape) if center is None else _check_center_xy(center, shape)
+    digest = hashlib.blake2b(repr((shape, mod, tuple(map(float, center)), fill_value)).encode(),
+                             digest_size=16)
+    if mask is not None:
+        mask = np.asarray(mask)
+        digest.update(repr((mask.dtype.str, mask.shape)).encode())
+        digest.update(np.ascontiguousarray(mask))
+    key = digest.digest()
+    with _plans_lock:
+        plan = _plans.get(key)
+        if plan is not None:
+            _plans.move_to_end(key)
+            return plan
+    plan = NFoldPlan(shape, mod, center, None if mask is None else mask.copy(), fill_value,
+                     workers=-1)
+    with _plans_lock:
+        _plans[key] = plan
+        while len(_plans) > CACHED_PLANS:
+            _plans.popitem(last=False)
+    return plan
 
 
 def reflection(im, angle, center=None, mask=None, fill_value=0.0):
