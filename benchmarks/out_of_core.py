@@ -3,20 +3,24 @@
 A synthetic run (``uedflow.datasets.make_run``) is generated once; runs 2x, 4x, 8x as large
 are made from it by hard-linking its frame files into more scans (no new pixels are written,
 so only generation of the base run is slow). For every size, a child process on dask's
-threaded scheduler runs, in one pass over the raw frames::
+threaded scheduler runs::
 
     stack = open_stack(run)
     profiles = stack.ued.align(mask=mask, max_shift=8).ued.azimuthal_average(center, mask)
     bad = stack.ued.mask_from_collection(std_thresh=...)
-    Dataset(profiles, bad).to_zarr(store)          # one dask compute
+    compute_passes(bad.to_zarr(store, compute=False),       # one pass over the frames each
+                   profiles.to_zarr(store, mode="a", compute=False))
 
-and reports the growth of its resident memory over the baseline after imports and opening
-(peak of a 10 ms psutil sampler and of ``ru_maxrss``), the time and frames/s. Memory should
-stay flat as the stack grows, the time linear in it. Each child then checks its result: the
-profile of the last frame against ``uedflow.align`` + ``uedflow.azimuthal_average`` on that
-frame, and (1x) the bad-pixel mask against a frame-by-frame float64 reference. (Not against
-``skued.mask_from_collection``: it bounds the running std after every frame, a different
-criterion, and on uint16 frames it misses almost all of them, its running std being wrong.)
+(computed in one graph, the two results would share the reads of the chunks, and dask's
+ordering keeps every chunk read until the other result has used it: memory would grow with
+the stack, see ``uedflow.stack.passes``), and reports the growth of its resident memory over
+the baseline after imports and opening (peak of a 10 ms psutil sampler and of ``ru_maxrss``),
+the time and frames/s. Memory should stay flat as the stack grows, the time linear in it.
+Each child then checks its result: the profile of the last frame against ``uedflow.align`` +
+``uedflow.azimuthal_average`` on that frame, and (1x) the bad-pixel mask against a
+frame-by-frame float64 reference. (Not against ``skued.mask_from_collection``: it bounds the
+running std after every frame, a different criterion, and on uint16 frames it misses almost
+all of them, its running std being wrong.)
 
 Usage: ``python benchmarks/out_of_core.py [--size 1024] [--delays 16] [--scans 16]
 [--multiples 1 2 4 8] [--dir /tmp/uedflow-ooc]``.
@@ -126,6 +130,7 @@ def child(run, store, check_mask):
 
     import uedflow
     from uedflow.datasets import load_run_metadata
+    from uedflow.stack import compute_passes
 
     meta = load_run_metadata(run)
     row, col = meta["truth"]["center"]
@@ -134,9 +139,9 @@ def child(run, store, check_mask):
     aligned = stack.ued.align(mask=mask, max_shift=MAX_SHIFT)
     profiles = aligned.ued.azimuthal_average(center=(col, row), mask=mask)
     bad = stack.ued.mask_from_collection(std_thresh=STD_THRESH)
-    results = xr.Dataset({"profiles": profiles, "bad": bad})
     nframes = int(np.prod(stack.shape[:-2]))
-    tasks = len(set(profiles.data.__dask_graph__()) | set(bad.data.__dask_graph__()))
+    tasks = len(profiles.data.__dask_graph__()) + len(bad.data.__dask_graph__())
+    options = {"zarr_format": 3, "consolidated": False, "compute": False}
 
     process = psutil.Process()
     baseline = process.memory_info().rss
@@ -144,7 +149,9 @@ def child(run, store, check_mask):
     finish = rss_sampler(process)
     start = time.perf_counter()
     with dask.config.set(scheduler="threads"):
-        results.to_zarr(store, mode="w", zarr_format=3, consolidated=False)
+        compute_passes(bad.to_dataset(name="bad").to_zarr(store, mode="w", **options),
+                       profiles.to_dataset(name="profiles").to_zarr(store, mode="a",
+                                                                     **options))
     seconds = time.perf_counter() - start
     peak = finish()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

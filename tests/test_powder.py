@@ -1,3 +1,6 @@
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import skued
@@ -68,3 +71,17 @@ def test_bad_input(frame):
     plan = AzimuthalPlan(SHAPE, CENTER_XY)
     with pytest.raises(ValueError, match="image"):
         plan(frame[:10])
+
+
+def test_plan_is_shared_safely_by_threads(frame):
+    mask = beam_block_mask(SHAPE, CENTER_RC)
+    plan = AzimuthalPlan(SHAPE, CENTER_XY, mask=mask, trim=False)
+    assert plan.thread_safe
+    frames = [frame * (k + 1) for k in range(16)]
+    expected = [plan(f)[1] for f in frames]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda f: plan(f)[1], frames * 4))
+    for k, profile in enumerate(got):
+        np.testing.assert_array_equal(profile, expected[k % 16])
+    # the geometry is one bin index (8 bytes) per pixel, not a sparse matrix (16 bytes)
+    assert len(pickle.dumps(plan)) < 9 * frame.size

@@ -1,6 +1,7 @@
 """uedflow.stack: frame kernels lifted onto lazy stacks, and streaming reductions."""
 
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import dask.array as da
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 import tifffile
 import xarray as xr
+from dask.callbacks import Callback
+from dask.utils import key_split
 
 import uedflow.io.lazy as lazy
 import uedflow.stack.accessor as accessor
@@ -16,6 +19,8 @@ from uedflow.baseline import baseline_dt, baseline_dwt
 from uedflow.datasets import make_frame, make_run
 from uedflow.image import (
     AlignPlan,
+    AzimuthalPlan,
+    RunningStats,
     autocenter,
     azimuthal_average,
     nfold,
@@ -23,7 +28,8 @@ from uedflow.image import (
 from uedflow.image import mask_from_collection as frame_mask_from_collection
 from uedflow.image import snr_from_collection as frame_snr_from_collection
 from uedflow.image.indexing import bragg_peaks
-from uedflow.stack import mask_from_collection, snr_from_collection
+from uedflow.stack import compute_passes, mask_from_collection, snr_from_collection
+from uedflow.stack.lift import Plans
 
 SHAPE = (128, 128)
 DELAYS = [-1.0, 0.0, 0.5, 1.0]
@@ -355,3 +361,85 @@ def test_failing_frame_is_named_in_the_error(run):
     profiles[1, 0, 7] = np.inf
     with pytest.raises(ValueError, match=r"frame delay=0, scan=0: .*infinite"):
         profiles.chunk({"delay": 2}).ued.baseline_dwt(5).compute()
+
+
+class _HeldStats(Callback):
+    """Records the largest number of RunningStats held between tasks during a compute."""
+
+    def __init__(self):
+        super().__init__()
+        self.most = 0
+
+    def _posttask(self, key, result, dsk, state, id):
+        held = sum(isinstance(v, RunningStats) for v in state["cache"].values())
+        self.most = max(self.most, held)
+
+
+@pytest.mark.parametrize("nchunks", [8, 64])
+def test_streaming_reduction_holds_a_bounded_number_of_partials(nchunks):
+    rng = np.random.default_rng(2)
+    data = rng.normal(100.0, 3.0, size=(nchunks * 2, 16, 16))
+    stack = open_stack(data, chunks=2)
+    assert stack.data.npartitions == nchunks
+    with _HeldStats() as held:
+        std = stack.ued.std().compute(scheduler="sync")
+    np.testing.assert_allclose(std, data.std(0), rtol=1e-10)
+    # a chain of folds: the total and the chunk statistics not yet folded, not one per chunk
+    assert held.most <= 2
+
+
+def test_chained_kernels_fuse_into_one_task_per_chunk(run):
+    _, frames, mask, truth = run
+    stack = stack_of(run)
+    row, col = truth["center"]
+    profiles = stack.ued.align(mask=mask, max_shift=8).ued.azimuthal_average((col, row), mask)
+    (optimized,) = dask.optimize(profiles.data)
+    names = [key_split(key) for key in dict(optimized.__dask_graph__())]
+    assert not any(name.startswith("align") for name in names)  # fused, never held alone
+    assert sum(name.startswith("azimuthal") for name in names) == stack.data.npartitions
+    plan = AlignPlan(frames[0, 0], mask, max_shift=8)
+    values = profiles.values
+    for index, frame in frames_of(frames):
+        r, average = azimuthal_average(plan.align(frame), (col, row), mask)
+        np.testing.assert_array_equal(values[index][np.searchsorted(profiles.radius, r)],
+                                      average)
+
+
+def test_thread_safe_plans_are_shared_and_others_copied_per_thread():
+    shape = (32, 32)
+    azimuthal = Plans(AzimuthalPlan, (shape, (15.5, 16.0)))
+    align = Plans(AlignPlan, (np.random.default_rng(0).normal(size=shape),))
+    assert AzimuthalPlan.thread_safe and not getattr(AlignPlan, "thread_safe", False)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: (azimuthal.get(), align.get()), range(8)))
+    assert all(a is azimuthal.plan for a, _ in got)
+    copies = {id(b) for _, b in got}
+    assert align.plan not in [b for _, b in got] and 1 <= len(copies) <= 4
+
+
+def test_compute_passes_equals_one_compute(run):
+    _, _, mask, truth = run
+    stack = stack_of(run)
+    row, col = truth["center"]
+    profiles = stack.ued.align(mask=mask, max_shift=8).ued.azimuthal_average((col, row), mask)
+    bad = stack.ued.mask_from_collection(std_thresh=20)
+    together = dask.compute(profiles, bad)
+    separate = compute_passes(profiles, bad.data, scheduler="threads")
+    np.testing.assert_array_equal(separate[0].values, together[0].values)
+    assert isinstance(separate[1], np.ndarray)
+    np.testing.assert_array_equal(separate[1], together[1].values)
+    assert 0 < separate[1].sum() < separate[1].size
+
+
+def test_reductions_of_one_stack_computed_together_equal_each_alone(run):
+    _, frames, _, _ = run
+    stack = stack_of(run)
+    flat = frames.reshape(-1, *SHAPE).astype(float)
+    results = [stack.ued.mask_from_collection(std_thresh=t) for t in (10, 20)]
+    results += [stack.ued.std(), stack.ued.std(), stack.ued.mean()]
+    together = dask.compute(*results)
+    for result, value in zip(results, together, strict=True):
+        np.testing.assert_array_equal(value.values, result.values)
+    np.testing.assert_allclose(together[2].values, flat.std(0), rtol=1e-6)
+    np.testing.assert_allclose(together[4].values, flat.mean(0), rtol=1e-12)
+    assert (together[0].values != together[1].values).any()

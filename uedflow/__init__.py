@@ -68,7 +68,7 @@ from .pipeline import (
     reduce,
     write_reduced,
 )
-from .stack import UedAccessor, mask_from_collection, snr_from_collection
+from .stack import UedAccessor, compute_passes, mask_from_collection, snr_from_collection
 
 try:
     __version__ = version("uedflow")
@@ -106,6 +106,7 @@ __all__ = [
     "brillouin_zones",
     "brilluoin_zones",
     "combine_masks",
+    "compute_passes",
     "diffread",
     "dmread",
     "dt_first_stage",

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import scipy.sparse as sp
 
 from ._validate import check_image, check_mask
 from .center import _check_center_xy
@@ -26,8 +25,8 @@ class AzimuthalPlan:
 
     Pixels are binned by their distance to ``center`` rounded to the nearest integer; a bin
     holds the mean of its valid pixels (those under ``mask`` and within
-    ``angular_bounds``). The geometry is stored as a sparse summation matrix, so that
-    applying the plan to a frame is one sparse matrix-vector product.
+    ``angular_bounds``). The geometry is stored as the bin of every pixel (8 bytes a pixel),
+    so that applying the plan to a frame is one weighted ``numpy.bincount``.
 
     Parameters
     ----------
@@ -44,11 +43,19 @@ class AzimuthalPlan:
     trim : bool, optional
         If True, leading and trailing bins whose sum is zero are dropped from the result.
 
+    Attributes
+    ----------
+    thread_safe : bool
+        True: calls use no buffer of the plan, so threads may share one plan (and
+        :class:`uedflow.stack.lift.Plans` does not copy it per thread).
+
     Notes
     -----
     Bins, angles and trimming follow :func:`azimuthal_average` of scikit-ued, including
     its convention that ``trim=False`` drops the last (outermost) bin.
     """
+
+    thread_safe = True
 
     def __init__(self, shape, center, mask=None, angular_bounds=None, trim=True):
         shape = tuple(int(n) for n in shape)
@@ -82,17 +89,13 @@ class AzimuthalPlan:
         counts = np.bincount(bins[include], minlength=self.nbins).astype(float)
         #: Number of valid pixels in each bin.
         self.counts = counts
-        rows = bins[include].astype(np.int32)
-        data = np.ones(rows.size)
-        indptr = np.zeros(bins.size + 1, dtype=np.int32)
-        np.cumsum(include, out=indptr[1:])
-        self._sum = sp.csc_array(
-            (data, rows, indptr), shape=(self.nbins, bins.size)
-        )
+        # Pixels not averaged go to one more bin, dropped after summing.
+        self._bins = np.where(include, bins, self.nbins)
         self.radius = np.arange(self.nbins)
 
     def _one(self, frame, out):
-        np.divide(self._sum @ frame.ravel(), np.maximum(self.counts, 1), out=out)
+        sums = np.bincount(self._bins, frame.ravel(), self.nbins + 1)
+        np.divide(sums[:-1], np.maximum(self.counts, 1), out=out)
         if not np.isfinite(out).all():
             raise ValueError("image has NaN or infinite values at valid pixels")
 

@@ -104,7 +104,9 @@ class Plans:
     ``factory(*head, *args, **kwargs)`` are built where used, for the per-frame leading
     arguments ``head`` (e.g. a per-frame centre), and reused while ``head`` stays the same.
 
-    Plans own work buffers, so each thread uses its own copy (:meth:`get`).
+    Most plans own work buffers, so each thread uses its own copy (:meth:`get`); a plan
+    class that declares ``thread_safe = True`` (its calls write to no buffer of the plan,
+    e.g. :class:`uedflow.AzimuthalPlan`) is shared by all threads instead.
 
     Parameters
     ----------
@@ -133,6 +135,8 @@ class Plans:
 
     def get(self, *head):
         """This thread's plan (for the per-frame arguments ``head``)."""
+        if getattr(self.plan, "thread_safe", False):
+            return self.plan
         cached = getattr(self._local, "cached", None)
         if cached is not None and _same(cached[0], head):
             return cached[1]
@@ -201,9 +205,17 @@ def _named(exc, label):
         return RuntimeError(f"frame {label}: {type(exc).__name__}: {exc}")
 
 
-def _run_block(block, labels, *args, kernel, nparams, out_shape, out_dtype):
+def _whole(block):
+    """The one block of a per-frame parameter: blockwise hands over its dims that the result
+    does not have as nested lists of their blocks, one each here."""
+    while isinstance(block, list):
+        (block,) = block
+    return block
+
+
+def _run_block(block, labels, *args, kernel, nparams, out_shape, block_shape, out_dtype):
     """Apply ``kernel(frame, *shared, *params)`` to every frame of a block."""
-    params, shared = args[:nparams], args[nparams:]
+    params, shared = [_whole(p) for p in args[:nparams]], args[nparams:]
     lead = block.shape[:-2]
     out = np.empty(lead + out_shape, dtype=out_dtype)
     for index in np.ndindex(lead):
@@ -211,7 +223,7 @@ def _run_block(block, labels, *args, kernel, nparams, out_shape, out_dtype):
             out[index] = kernel(block[index], *shared, *(p[index] for p in params))
         except Exception as exc:
             raise _named(exc, labels[index]) from exc
-    return out
+    return out.reshape(lead + block_shape)
 
 
 def map_frames(stack, func, *shared, params=(), out=None, dtype=float, name="frames"):
@@ -228,8 +240,8 @@ def map_frames(stack, func, *shared, params=(), out=None, dtype=float, name="fra
     params : sequence of dask arrays, optional
         Per-frame arguments ``(*leading, ...)`` chunked as the leading dims (:func:`per_frame`).
     out : dict or None, optional
-        Dims and sizes of the result of one frame; None for a result of the frame's shape
-        (an image), ``{}`` for one object per frame.
+        Dims and sizes (at most two) of the result of one frame; None for a result of the
+        frame's shape (an image), ``{}`` for one object per frame.
     dtype : data-type, optional
         Data type of the result.
     name : str, optional
@@ -242,23 +254,23 @@ def map_frames(stack, func, *shared, params=(), out=None, dtype=float, name="fra
     """
     lead = tuple(f"lead{i}" for i in range(stack.ndim - 2))
     frame_ind = ("frame_y", "frame_x")
-    new_axes = {}
-    if out is None:
-        out_ind, out_shape = lead + frame_ind, tuple(stack.shape[-2:])
-    else:
-        out_ind = lead + tuple(f"out{i}" for i in range(len(out)))
-        out_shape = tuple(out.values())
-        new_axes = dict(zip(out_ind[len(lead):], out_shape, strict=True))
+    # A result of one frame takes the place of the frame's two dims (padded with length-1
+    # dims, dropped at the end): a blockwise task that drops no dim fuses with the kernel
+    # before it (align -> azimuthal_average: one task per chunk, no aligned stack held).
+    out_shape = tuple(stack.shape[-2:]) if out is None else tuple(out.values())
+    block_shape = (*out_shape, 1, 1)[:2]
     labels = da.from_array(frame_labels(stack), chunks=stack.chunks[:-2])
     args = [stack.data, lead + frame_ind, labels, lead]
     for i, param in enumerate(params):
         args += [param, lead + tuple(f"p{i}_{k}" for k in range(param.ndim - len(lead)))]
     for obj in shared:
         args += [obj if obj is None else dask.delayed(obj, pure=True), None]
-    return da.blockwise(
-        _run_block, out_ind, *args, new_axes=new_axes, concatenate=True, token=name,
-        dtype=dtype, meta=np.empty((0,) * len(out_ind), dtype), kernel=func,
-        nparams=len(params), out_shape=out_shape, out_dtype=dtype)
+    data = da.blockwise(
+        _run_block, lead + frame_ind, *args, token=name, dtype=dtype,
+        adjust_chunks=dict(zip(frame_ind, block_shape, strict=True)),
+        meta=np.empty((0,) * (len(lead) + 2), dtype), kernel=func, nparams=len(params),
+        out_shape=out_shape, block_shape=block_shape, out_dtype=dtype)
+    return data[(..., *[0] * (2 - len(out_shape)))]
 
 
 def wrap(data, stack, dims=(), coords=None, name=None):

@@ -1,16 +1,24 @@
-"""Per-pixel statistics of stacks in one streaming pass: a tree of :class:`RunningStats`.
+"""Per-pixel statistics of stacks in one streaming pass: a chain of :class:`RunningStats`.
 
 Every chunk is reduced to a :class:`~uedflow.image.RunningStats` (two-pass within the chunk),
-and the chunks' statistics are merged pairwise up a tree (``dask.array.reduction``) with the
-update of Chan, Golub & LeVeque, which stays accurate when the mean is large compared with the
-spread. No stack is materialised and every frame is read once.
+in parallel, and the chunks' statistics are folded one after another into a running total
+with the update of Chan, Golub & LeVeque, which stays accurate when the mean is large
+compared with the spread. No stack is materialised and every frame is read once.
+
+A chain rather than a tree: a tree holds up to ``split_every`` partial statistics (several
+float64 images each) on every level, so that its memory grows with the logarithm of the
+number of chunks; the chain holds the total and the few chunk statistics not yet folded,
+whatever the size of the stack. The folds are cheap next to the chunks' statistics.
 """
 
 from functools import partial
+from itertools import product
 
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from ..image import metrics
 from ..image.metrics import RunningStats, _intensity_bounds, _snr, _snr_dtype
@@ -19,29 +27,17 @@ from .lift import as_stack
 __all__ = ["mask_from_collection", "reduce_stack", "snr_from_collection", "stats_reduction"]
 
 
-def _chunk_stats(block, axis, keepdims):
+def _chunk_stats(block, axis):
     """Statistics of a block over ``axis``, as one RunningStats of the remaining axes."""
     moved = np.moveaxis(block, axis, tuple(range(len(axis))))
     batch = moved.reshape((-1, *moved.shape[len(axis):]))
     return RunningStats(batch.shape[1:], block.dtype).update(batch)
 
 
-def _flatten(parts):
-    if isinstance(parts, RunningStats):
-        return [parts]
-    return [stats for part in parts for stats in _flatten(part)]
-
-
-def _merge_stats(parts, axis, keepdims):
-    parts = _flatten(parts)
-    total = RunningStats(parts[0].shape, parts[0].dtype)
-    for stats in parts:
-        total.merge(stats)
-    return total
-
-
-def _finish(parts, axis, keepdims, finish):
-    return finish(_merge_stats(parts, axis, keepdims))
+def _fold(total, stats):
+    """``stats`` merged into ``total``, in place: the running total of a chain (at first the
+    statistics of its first chunk) is used by the next fold only."""
+    return total.merge(stats)
 
 
 def stats_reduction(data, axis, finish, dtype, name):
@@ -64,13 +60,33 @@ def stats_reduction(data, axis, finish, dtype, name):
     Returns
     -------
     dask.array.Array
-        One pass over ``data``: one task per chunk, then a tree of merges.
+        One pass over ``data``: one task per chunk (fused with the chunk's read), then a
+        chain of folds per block of the result.
     """
     if data.size == 0:
         raise ValueError("images is empty: no frames to reduce")
-    return da.reduction(data, _chunk_stats, partial(_finish, finish=finish), axis=axis,
-                        combine=_merge_stats, concatenate=False, dtype=dtype, name=name,
-                        meta=np.empty((0,) * (data.ndim - len(axis)), dtype))
+    # Keys of one reduction (finish included): a chunk's statistics are used by the folds of
+    # their own chain only, so that the folds may merge into them in place.
+    token = tokenize(data, axis, finish, dtype)
+    out, fold = f"{name}-{token}", f"{name}-fold-{token}"
+    ind = tuple(range(data.ndim))
+    stats = da.blockwise(_chunk_stats, ind, data, ind, axis=axis, name=f"{name}-chunk-{token}",
+                         dtype=object, meta=np.empty((0,) * data.ndim, object))
+    kept = [i for i in ind if i not in axis]
+    layer = {}
+    for index in product(*(range(data.numblocks[i]) for i in kept)):
+        chunks = []
+        for reduced in product(*(range(data.numblocks[i]) for i in axis)):
+            block = dict(zip(kept, index, strict=True)) | dict(zip(axis, reduced, strict=True))
+            chunks.append((stats.name, *(block[i] for i in ind)))
+        total = chunks[0]
+        for step, chunk in enumerate(chunks[1:]):
+            layer[(fold, *index, step)] = (_fold, total, chunk)
+            total = (fold, *index, step)
+        layer[(out, *index)] = (finish, total)
+    graph = HighLevelGraph.from_collections(out, layer, dependencies=[stats])
+    return da.Array(graph, out, chunks=tuple(data.chunks[i] for i in kept),
+                    meta=np.empty((0,) * len(kept), dtype))
 
 
 def _mean(stats):
