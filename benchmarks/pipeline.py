@@ -17,7 +17,13 @@ registration of the averages, equilibrium before time zero and azimuthal average
 Each contender runs in its own process: once to warm up (imports, page cache), then timed;
 the table shows frames/s, the peak resident memory of the process and the ratios.
 
-Usage: ``python benchmarks/pipeline.py [--frames 64] [--size 1024] [--dir /tmp/...]``
+``--task-memory`` measures instead the memory of uedflow's largest task: the run (2 delays of
+``--scans`` scans) is reduced on the synchronous scheduler, one task at a time, under
+``tracemalloc``; the peak of the traced (NumPy) memory, less what was allocated before, is
+printed next to the bytes of one delay's frames as float32.
+
+Usage: ``python benchmarks/pipeline.py [--frames 64] [--size 1024] [--scans 4] [--dir /tmp/...]``,
+``python benchmarks/pipeline.py --task-memory --size 2048 --scans 20``
 (``pip install -e '.[bench]'`` first).
 """
 
@@ -28,20 +34,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
-SCANS = 4
 
-
-def make(path, size, frames):
+def make(path, size, frames, scans, n_delays=4):
+    """A run of ``frames`` frames (at least ``n_delays`` delays) of ``scans`` scans."""
     from uedflow.datasets import make_run
 
-    n_delays = max(frames // SCANS, 4)
+    n_delays = max(frames // scans, n_delays)
     delays = np.round(np.linspace(-2, 12, n_delays), 3)
-    make_run(path, shape=(size, size), delays=delays, n_scans=SCANS, n_darks=8, seed=0)
-    return n_delays * SCANS
+    make_run(path, shape=(size, size), delays=delays, n_scans=scans, n_darks=8, seed=0)
+    return n_delays * scans
 
 
 def reduce_uedflow(path):
@@ -106,6 +112,24 @@ def reduce_skued(path):
     npstreams.average(a for a, t in zip(averages, run.delays, strict=True) if t < 0)
 
 
+def task_memory(path):
+    """Peak traced memory of reduce(...).compute() on the synchronous scheduler, less the
+    memory traced before."""
+    import dask
+
+    from uedflow.io.runs import open_run
+    from uedflow.pipeline import reduce
+
+    run = open_run(path)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    with dask.config.set(scheduler="synchronous"):
+        reduce(run, {"mask": {"file": str(path / "mask.tif")}}).compute()
+    peak = tracemalloc.get_traced_memory()[1] - before
+    tracemalloc.stop()
+    return peak, run.sizes["scan"] * run.shape[-1] * run.shape[-2] * 4
+
+
 def child(which, path):
     func = reduce_uedflow if which == "uedflow" else reduce_skued
     func(path)  # warm-up
@@ -120,7 +144,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--scans", type=int, default=4)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--task-memory", action="store_true",
+                        help="measure the memory of the largest task of 2 delays instead")
     parser.add_argument("--child", choices=["uedflow", "skued"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -128,8 +155,15 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "run"
-        frames = make(path, args.size, args.frames)
-        print(f"run: {frames} frames of {args.size}x{args.size} ({SCANS} scans), 8 darks")
+        if args.task_memory:
+            make(path, args.size, 0, args.scans, n_delays=2)
+            peak, delay = task_memory(path)
+            print(f"{args.scans} scans of {args.size}x{args.size}: largest task {peak / 2**20:.0f} "
+                  f"MiB = {peak / delay:.2f} x one delay's frames as float32 "
+                  f"({delay / 2**20:.0f} MiB)")
+            return
+        frames = make(path, args.size, args.frames, args.scans)
+        print(f"run: {frames} frames of {args.size}x{args.size} ({args.scans} scans), 8 darks")
         results = {}
         for which in ("uedflow", "skued"):
             out = subprocess.run([sys.executable, __file__, "--child", which, "--dir", path],

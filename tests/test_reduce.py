@@ -7,6 +7,8 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 
 import dask
+import dask.array
+import distributed
 import numpy as np
 import pytest
 import tifffile
@@ -139,10 +141,11 @@ def test_subtracts_the_darks(sample):
 
 def test_outputs_are_lazy_chunked_by_delay(sample):
     ds = reduce(open_run(sample["path"]), sample["config"])
-    for name in ("diffraction", "radial", "radial_change", "delay_shifts", "rejected_pixels"):
+    for name in ("diffraction", "radial", "radial_change", "delay_shifts", "scale",
+                 "rejected_pixels"):
         assert ds[name].chunks is not None and set(ds[name].chunks[0]) == {1}, name
     assert ds["diffraction"].dims == ("delay", "y", "x") and ds["diffraction"].dtype == np.float32
-    for name in ("mask", "center", "shifts", "rejected", "equilibrium"):
+    for name in ("mask", "center", "shifts", "rejected", "total", "correlation", "equilibrium"):
         assert ds[name].chunks is None, name
     provenance = json.loads(ds.attrs["uedflow"])
     assert ReduceConfig.from_dict(provenance["config"]) == ReduceConfig.from_dict(
@@ -151,7 +154,7 @@ def test_outputs_are_lazy_chunked_by_delay(sample):
     files = provenance["inputs"]["files"]
     assert len(files) == 3 * len(DELAYS) + 4 + 1  # frames, darks, mask file
     assert all(digest.startswith("sha256:") for digest in files.values())
-    assert set(provenance["timing"]) >= {"align", "frame_statistics", "equilibrium"}
+    assert set(provenance["timing"]) >= {"registration_statistics", "equilibrium"}
 
 
 def test_identical_on_every_scheduler(sample):
@@ -298,3 +301,96 @@ def test_run_without_present_or_attrs(sample):
     ds = reduce(stack, sample["config"])
     assert rejected_frames(ds) == {BRIGHT, JUMPED}
     assert isinstance(ds, xr.Dataset) and json.loads(ds.attrs["uedflow"])["inputs"]["files"]
+
+
+# ------------------------------------------------------------------ reads, progress, frame errors
+
+class CountedReads:
+    """An array of frames ``(delay, scan, y, x)`` that counts the reads of each delay."""
+
+    def __init__(self, frames):
+        self.frames, self.shape, self.dtype, self.ndim = frames, frames.shape, frames.dtype, 4
+        self.reads = np.zeros(frames.shape[0], int)
+
+    def __getitem__(self, index):
+        block = self.frames[index]
+        if block.size:
+            self.reads[index[0]] += 1
+        return block
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A 128 x 128 run in memory (4 delays, 4 scans, darks on disk) and its config."""
+    path = tmp_path_factory.mktemp("small") / "run"
+    meta = make_run(path, shape=(128, 128), delays=[-1.0, 0.5, 1.0, 2.0], n_scans=4, drift=0.3,
+                    n_darks=2, seed=3)
+    run = open_run(path).load()
+    return {"run": run, "truth": meta["truth"],
+            "config": {"mask": {"file": str(path / meta["mask_file"])}}}
+
+
+def counted(run):
+    source = CountedReads(run.values)
+    data = dask.array.from_array(source, chunks=(1, -1, -1, -1), asarray=False)
+    return run.copy(data=data), source
+
+
+def test_reads_the_run_once_for_the_analysis_and_once_for_the_outputs(small):
+    run, source = counted(small["run"])
+    ds = reduce(run, small["config"])
+    # delay 0 is also read for the reference and, before time zero, for the equilibrium
+    np.testing.assert_array_equal(source.reads[1:], 1)
+    ds.compute()
+    np.testing.assert_array_equal(source.reads[1:], 2)
+    assert not ds["rejected"].values.any()
+
+
+def test_rejects_a_frame_unlike_the_others_by_its_correlation(small):
+    truth = small["truth"]
+    frames = small["run"].values.copy()
+    center = truth["centers"][2][3]  # (scan, delay)
+    other = make_frame((128, 128), tuple(center), kind="polycrystalline", counts=truth["counts"],
+                       seed=[3, 99], block_center=tuple(truth["center"]), hot_pixels=[],
+                       dark=truth["dark_level"]).astype(float)
+    other *= frames[3, 2].sum(dtype=float) / other.sum()  # the same total: only its shape differs
+    frames[3, 2] = np.rint(other)
+    ds = reduce(small["run"].copy(data=frames), small["config"])
+    assert rejected_frames(ds) == {(3, 2)}
+    (reasons,) = json.loads(ds.attrs["uedflow"])["rejected"]
+    assert reasons[:2] == [2.0, 2] and "correlation" in reasons[2]
+
+
+def test_a_frame_that_fails_registration_is_named(small):
+    frames = small["run"].values.astype(np.float32)
+    frames[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"frame delay=1, scan=1.*: .*NaN"):
+        reduce(small["run"].copy(data=frames), {**small["config"],
+                                                "mask": {**small["config"]["mask"],
+                                                         "from_collection": "none"}})
+
+
+def test_bad_bounds_are_named(small):
+    with pytest.raises(ValueError, match=r"\[align\] max_shift: reduce needs a bound"):
+        reduce(small["run"], {**small["config"], "align": {"max_shift": None}})
+    with pytest.raises(ValueError, match=r"no valid pixel at least \[align\] max_shift = 60 px"):
+        reduce(small["run"], {**small["config"], "align": {"max_shift": 60}})
+
+
+def test_progress_names_each_step_on_threads_and_on_a_distributed_client(small, capsys):
+    steps = ["reduce: mask and reference", "reduce: registration + frame statistics",
+             "reduce: equilibrium"]
+    local = reduce(small["run"], small["config"], progress=True)
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("reduce:")] == steps
+    assert "Completed" in out  # dask's progress bar
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        capsys.readouterr()
+        remote = reduce(small["run"], small["config"], progress=True).compute()
+        out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("reduce:")] == steps
+    assert "100% Completed" in out  # distributed's progress bar
+    for name, values in local.compute().data_vars.items():
+        np.testing.assert_array_equal(values.values, remote[name].values, err_msg=name)

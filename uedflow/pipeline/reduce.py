@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import time
-from contextlib import nullcontext
 from importlib.metadata import PackageNotFoundError, version
 
 import dask
@@ -24,8 +23,9 @@ from ..image.alignment import AlignPlan, _translate
 from ..image.center import auto_masking, autocenter
 from ..io.lazy import open_stack
 from ..io.readers import diffread
+from ..io.zarrstore import _distributed_client
 from ..stack.accessor import ROW_COL
-from ..stack.lift import Plans, as_stack
+from ..stack.lift import Plans, _named, as_stack, frame_labels
 from .config import ReduceConfig
 
 __all__ = ["file_digest", "reduce"]
@@ -38,6 +38,8 @@ MAD_SIGMA = 1.4826
 #: Smallest robust spread of the frame criteria: relative total intensity, 1 - correlation.
 INTENSITY_FLOOR = 0.01
 CORRELATION_FLOOR = 1e-3
+#: Pixels per strip of the statistics over scans: their temporaries are scans x STRIP values.
+STRIP = 2**16
 #: Packages whose versions are recorded with every reduction.
 DEPENDENCIES = ("uedflow", "numpy", "scipy", "dask", "xarray", "zarr", "tifffile")
 
@@ -142,8 +144,22 @@ def _early_reference(corrected, present, first, valid, config, options, progress
     aligned = early.ued.align(first, valid, **options)
     mean = (aligned * weight).sum(("delay", "scan")) / weight.sum()
     shifts, mean = _compute(early.ued.shifts(first, valid, **options).data, mean.data,
-                            progress=progress)
+                            step="early reference", progress=progress)
     return mean, valid & _aligned_mask(valid, shifts[weight.values > 0], margin=False)
+
+
+def _correct(raw, dark, gain, out=None):
+    """Frames ``raw`` minus the ``dark`` frame, divided by the ``gain``, as float32 (into
+    ``out``); either may be None."""
+    if out is None:
+        out = np.empty(raw.shape, np.float32)
+    if dark is None:
+        out[...] = raw
+    else:
+        np.subtract(raw, dark, out=out)
+    if gain is not None:
+        np.divide(out, gain, out=out)
+    return out
 
 
 def _shifted_and(valid, offsets):
@@ -158,6 +174,13 @@ def _shifted_and(valid, offsets):
     return out
 
 
+def _eroded(valid, reach):
+    """Pixels ``i`` where ``valid[i + o]`` for every offset ``o`` of at most ``reach`` px along
+    each axis (a square: along rows, then along columns)."""
+    span = range(-reach, reach + 1)
+    return _shifted_and(_shifted_and(valid, {(d, 0) for d in span}), {(0, d) for d in span})
+
+
 def _offsets(shift):
     """Integer source offsets that a bilinear shift by ``shift`` reads from."""
     per_axis = []
@@ -169,11 +192,8 @@ def _offsets(shift):
 
 def _aligned_mask(valid, shifts, margin):
     """Pixels of the aligned frames that only valid detector pixels reach."""
-    offsets = set().union(*(_offsets(s) for s in shifts))
-    out = _shifted_and(valid, offsets)
-    if margin:
-        out = _shifted_and(out, {(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)})
-    return out
+    out = _shifted_and(valid, set().union(*(_offsets(s) for s in shifts)))
+    return _eroded(out, 1) if margin else out
 
 
 def _region(config, center, shape):
@@ -190,52 +210,91 @@ def _region(config, center, shape):
     return region
 
 
-def _delay_stats(block, shifts, use, region, mask):
-    """Total in ``region`` and correlation to the median over scans of every aligned frame
-    of one delay: ``(1, scans, 2)``, NaN for frames not used."""
-    out = np.full((*use.shape, 2), np.nan)
-    used = np.flatnonzero(use[0])
-    frames = np.empty((used.size, int(mask.sum())), np.float32)
-    for k, s in enumerate(used):
-        aligned = _translate(block[0, s], shifts[0, s], 0.0)
-        out[0, s, 0] = aligned[region].sum(dtype=np.float64)
-        frames[k] = aligned[mask]
-        frames[k] *= np.float32(1 / out[0, s, 0]) if out[0, s, 0] else 1
-    if used.size < 3:  # no majority to compare with
-        out[0, used, 1] = 1.0
-        return out
-    frames -= frames.mean(axis=1, keepdims=True)
-    median = np.median(frames, axis=0)
-    median -= median.mean()
-    norm = np.linalg.norm(frames, axis=1) * np.linalg.norm(median)
-    out[0, used, 1] = frames @ median / np.where(norm > 0, norm, 1)
+def _median(frames, rows=slice(None)):
+    """Median over the ``rows`` of ``frames`` (frames, pixels), strip by strip of pixels."""
+    out = np.empty(frames.shape[1], frames.dtype)
+    for j in range(0, frames.shape[1], STRIP):
+        out[j:j + STRIP] = np.median(frames[rows, j:j + STRIP], axis=0)
     return out
 
 
-def _average_delay(block, shifts, weights, mask, pixel_z, plans):
-    """Average over scans of the aligned, normalised frames of one delay (``weights``: the
-    normalisation factors, 0 for frames left out), with the pixel MAD cut, then aligned
-    onto the reference (``plans``). Returns ``(image, delay shift, pixels cut per scan)``."""
-    used = np.flatnonzero(weights[0] > 0)
-    counts = np.zeros(weights.shape[1], np.int64)
-    frames = np.empty((used.size, *mask.shape), np.float32)
+def _delay_stats(block, labels, present, counted, dark, gain, plans, region, pixels):
+    """Registration and statistics of every present frame of one delay, in one read:
+    ``(1, scans, 4)`` = shift (row, col) onto the reference (``plans``; None: no
+    registration), total in ``region`` of the aligned frame, and correlation over ``pixels``
+    to the median of the ``counted`` frames (1 with fewer than 3: no majority to compare
+    with). NaN for frames not present."""
+    out = np.full((*present.shape, 4), np.nan)
+    scans = np.flatnonzero(present[0])
+    frame = np.empty(block.shape[-2:], np.float32)
+    values = np.empty((scans.size, int(pixels.sum())), np.float32)
+    for k, s in enumerate(scans):
+        try:
+            _correct(block[0, s], dark, gain, out=frame)
+            shift = np.zeros(2) if plans is None else plans.get().shift(frame)
+        except Exception as exc:
+            raise _named(exc, labels[0, s]) from exc
+        aligned = frame if plans is None else _translate(frame, shift, 0.0)
+        total = aligned[region].sum(dtype=np.float64)
+        out[0, s, :3] = (*shift, total)
+        values[k] = aligned[pixels]
+        values[k] *= np.float32(1 / total) if total else 1
+    rows = counted[0, scans]
+    if rows.sum() < 3:
+        out[0, scans, 3] = 1.0
+        return out
+    values -= values.mean(axis=1, keepdims=True)
+    median = _median(values, rows)
+    median -= median.mean()
+    norm = np.sqrt(np.einsum("ij,ij->i", values, values)) * np.linalg.norm(median)
+    out[0, scans, 3] = values @ median / np.where(norm > 0, norm, 1)
+    return out
+
+
+def _average_delay(block, labels, shifts, kept, dark, gain, region, level, mask, pixel_z,
+                   plans):
+    """Average over scans of the ``kept`` frames of one delay, aligned by their ``shifts``
+    and scaled so that their total in ``region`` is ``level`` (None: not scaled), with the
+    pixel MAD cut, then aligned onto the reference (``plans``). Returns ``(image, delay
+    shift, scale per scan, pixels cut per scan)``.
+
+    Holds the delay's raw frames (``block``) and its aligned frames as float32; the
+    statistics over scans run strip by strip of pixels (temporaries of scans x STRIP)."""
+    used = np.flatnonzero(kept[0])
+    scales = np.zeros(kept.shape[1])
+    counts = np.zeros(kept.shape[1], np.int64)
+    frame = np.empty(mask.shape, np.float32)
+    frames = np.empty((used.size, mask.size), np.float32)
     for k, s in enumerate(used):
-        frames[k] = _translate(block[0, s], shifts[0, s], 0.0)
-        frames[k] *= np.float32(weights[0, s])
-    if pixel_z is not None and used.size >= 3:
-        median = np.median(frames, axis=0)
-        dev = np.abs(frames - median)
-        noise = np.median(dev, axis=0)
-        noise *= MAD_SIGMA
-        np.maximum(noise, np.sqrt(np.maximum(median, 1)), out=noise)  # shot-noise floor
-        cut = dev > pixel_z * noise
-        cut &= mask
-        counts[used] = cut.sum(axis=(1, 2))
-        frames[cut] = 0
-        image = frames.sum(axis=0, dtype=np.float64) / (used.size - cut.sum(axis=0))
-    else:
+        aligned = _translate(_correct(block[0, s], dark, gain, out=frame), shifts[0, s], 0.0)
+        scales[s] = 1.0
+        if level is not None:
+            total = aligned[region].sum(dtype=np.float64)
+            if not total > 0:
+                raise ValueError(f"frame {labels[0, s]}: its total in the normalisation "
+                                 f"region is {total}; reject it or choose another region")
+            scales[s] = level / total
+        frames[k] = aligned.ravel()
+        frames[k] *= np.float32(scales[s])
+    if pixel_z is None or used.size < 3:
         image = frames.mean(axis=0, dtype=np.float64)
-    image = image.astype(np.float32)
+    else:
+        image = np.empty(mask.size)
+        valid = mask.ravel()
+        for j in range(0, mask.size, STRIP):
+            part = frames[:, j:j + STRIP]
+            median = np.median(part, axis=0)
+            dev = np.abs(part - median)
+            noise = np.median(dev, axis=0)
+            noise *= MAD_SIGMA
+            np.maximum(noise, np.sqrt(np.maximum(median, 1)), out=noise)  # shot-noise floor
+            cut = dev > pixel_z * noise
+            cut &= valid[j:j + STRIP]
+            counts[used] += cut.sum(axis=1)
+            part[cut] = 0
+            image[j:j + STRIP] = part.sum(axis=0, dtype=np.float64)
+            image[j:j + STRIP] /= used.size - cut.sum(axis=0)
+    image = image.astype(np.float32).reshape(mask.shape)
     image[~mask] = 0
     delta = np.zeros(2)
     if plans is not None:
@@ -243,8 +302,13 @@ def _average_delay(block, shifts, weights, mask, pixel_z, plans):
         image = _translate(image, delta, 0.0)
         image[~mask] = 0
     out = np.empty(1, dtype=object)
-    out[0] = (image, delta, counts)
+    out[0] = (image, delta, scales, counts)
     return out
+
+
+def _shared(obj):
+    """``obj`` as one key of a graph, given to every task that uses it (None stays None)."""
+    return None if obj is None else dask.delayed(obj, pure=True)
 
 
 def _pick(parts, k):
@@ -258,27 +322,63 @@ def _robust_z(values, use, floor):
     return (values - median) / (MAD_SIGMA * mad)
 
 
-def _frame_rejections(config, present, scans, shifts, max_shift, upsample_factor):
-    """Reasons, by name, as boolean ``(delay, scan)`` arrays: those known before the frames'
-    statistics (missing, excluded scans, registration)."""
+def _known_rejections(config, present, scans):
+    """Reasons, by name, as boolean ``(delay, scan)`` arrays, known before any frame is read:
+    missing frames, excluded scans."""
     reasons = {"missing": ~present,
                "excluded": np.broadcast_to(np.isin(scans, config.exclude_scans), present.shape)}
-    usable = present & ~reasons["excluded"]
-    if not usable.any():
+    if not (present & ~reasons["excluded"]).any():
         raise ValueError("no frame left to reduce: every frame is missing, bad or in an "
                          f"excluded scan {config.exclude_scans}")
-    if config.enabled:
-        deviation = np.hypot(*np.moveaxis(shifts - np.median(shifts[usable], axis=0), -1, 0))
-        bad = _robust_z(deviation, usable, 1 / upsample_factor) > config.shift_z
-        if max_shift is not None:  # the registration hit the edge of its search window
-            bad |= (np.abs(shifts) >= int(max_shift)).any(axis=-1)
-        reasons["shift"] = bad & usable
     return reasons
 
 
-def _compute(*arrays, progress):
-    with ProgressBar() if progress else nullcontext():
+def _frame_rejections(config, reasons, shifts, total, correlation, max_shift,
+                      upsample_factor):
+    """``reasons`` with those of the frames' registration (shift) and statistics
+    (intensity, correlation), each over the frames that no reason before left out."""
+    if not config.enabled:
+        return reasons
+    usable = ~np.logical_or.reduce(list(reasons.values()))
+    deviation = np.hypot(*np.moveaxis(shifts - np.median(shifts[usable], axis=0), -1, 0))
+    bad = _robust_z(deviation, usable, 1 / upsample_factor) > config.shift_z
+    if max_shift is not None:  # the registration hit the edge of its search window
+        bad |= (np.abs(shifts) >= int(max_shift)).any(axis=-1)
+    reasons["shift"] = bad & usable
+    usable &= ~bad
+    relative = total / np.median(total[usable]) - 1
+    reasons["intensity"] = usable & (np.abs(_robust_z(relative, usable, INTENSITY_FLOOR))
+                                     > config.intensity_z)
+    reasons["correlation"] = usable & (-_robust_z(correlation, usable, CORRELATION_FLOOR)
+                                       > config.correlation_z)
+    return reasons
+
+
+def _rejected(reasons, delays):
+    """Frames rejected for any of the ``reasons``; ValueError if a delay has none left."""
+    rejected = np.logical_or.reduce(list(reasons.values()))
+    empty = [f"{d:g}" for d, row in zip(delays, rejected, strict=True) if row.all()]
+    if empty:
+        raise ValueError(f"every frame of the delays {empty} ps is missing or rejected; select "
+                         "the other delays (run.sel(delay=...)) to reduce them")
+    return rejected
+
+
+def _compute(*arrays, step, progress):
+    """``dask.compute(*arrays)`` on the active scheduler; with ``progress``, the name of the
+    analysis ``step`` and a progress bar (dask's, or distributed's on a distributed client)."""
+    if not progress:
         return dask.compute(*arrays)
+    print(f"reduce: {step}", flush=True)
+    client = _distributed_client()
+    if client is None:
+        with ProgressBar(dt=0.5):
+            return dask.compute(*arrays)
+    from distributed import progress as distributed_progress
+
+    futures = client.compute(list(arrays))
+    distributed_progress(futures)
+    return tuple(client.gather(futures))
 
 
 class _Timer:
@@ -330,7 +430,8 @@ def reduce(run, config=None, *, progress=False):
     config : ReduceConfig or dict, optional
         Configuration; default: every default.
     progress : bool, optional
-        Show progress bars of the analysis pass.
+        Print the name of each step of the analysis pass and a progress bar (dask's, or
+        distributed's with a ``distributed`` client).
 
     Returns
     -------
@@ -343,27 +444,33 @@ def reduce(run, config=None, *, progress=False):
         movie; ``shifts (delay, scan, coord)`` that moved each frame onto the reference
         (NaN for missing frames); ``delay_shifts (delay, coord)`` of the averages, lazy;
         ``rejected (delay, scan)``; ``rejected_pixels (delay, scan)`` pixels cut, lazy;
-        ``total (delay, scan)``, ``correlation (delay, scan)`` and ``scale (delay,
-        scan)`` of every frame. ``attrs["uedflow"]``: JSON with the config, versions,
-        input digests (:func:`file_digest`), mask digest, rejected frames and their
-        reasons, excluded scans, missing and bad files, and the timing of each step.
+        ``total (delay, scan)`` and ``correlation (delay, scan)`` of every present frame
+        (over the pixels that every shift within ``max_shift`` keeps valid) and its
+        ``scale (delay, scan)``, lazy (0 for frames left out). ``attrs["uedflow"]``: JSON
+        with the config, versions, input digests (:func:`file_digest`), mask digest,
+        rejected frames and their reasons, excluded scans, missing and bad files, and the
+        timing of each step.
 
     Raises
     ------
     ValueError
         For a run of other dims, an empty run, a bad configuration, mask or flat file,
-        no delay before time zero, or a delay whose frames are all left out.
+        no ``[align] max_shift`` with alignment, no delay before time zero, a delay whose
+        frames are all left out, or a frame whose registration fails (named).
     uedflow.errors.FrameMismatchError
         If dark or flat frames differ in shape from the run's frames.
 
     Notes
     -----
-    The analysis pass computes, in turn: the darks' mean and the mask, the reference, the
-    shifts (one registration per frame), then every frame's total and correlation, and
-    finally the equilibrium (the averages of the delays before time zero). Everything that
-    combines frames runs inside one task per delay, in a fixed order, so the results are
-    bit-identical on any scheduler. Pixels of the aligned movie that an invalid detector
-    pixel reaches through any kept frame's shift are masked (0 in ``diffraction``).
+    The analysis pass computes, in turn: the darks' mean and the mask, the reference, then
+    in one read of the run every frame's shift, total and correlation (one task per delay),
+    and finally the equilibrium (the averages of the delays before time zero). The lazy
+    outputs read the run a second time, one task per delay; whether a frame enters an
+    average depends on the statistics of all frames, so that read cannot join the first.
+    Everything that combines frames runs inside one task per delay, in a fixed order, so
+    the results are bit-identical on any scheduler. Pixels of the aligned movie that an
+    invalid detector pixel reaches through any kept frame's shift are masked (0 in
+    ``diffraction``).
     """
     timer = _Timer()
     if config is None:
@@ -383,11 +490,9 @@ def reduce(run, config=None, *, progress=False):
     if config.dark.subtract and darks is not None:
         dark = darks.ued.mean().values.astype(np.float32)
     gain = _gain(config, flats, dark, shape)
-    corrected = run.astype(np.float32)
-    if dark is not None:
-        corrected = corrected - xr.DataArray(dark, dims=("y", "x"))
-    if gain is not None:
-        corrected = corrected / xr.DataArray(gain, dims=("y", "x"))
+    dark_key, gain_key = _shared(dark), _shared(gain)
+    corrected = run.copy(data=da.blockwise(_correct, "dsyx", run.data, "dsyx", dark_key, None,
+                                           gain_key, None, dtype=np.float32))
     timer("dark_flat")
 
     # mask and reference
@@ -403,7 +508,8 @@ def reduce(run, config=None, *, progress=False):
     if source != "none":
         bad = (darks if source == "darks" else run).ued.mask_from_collection(
             config.mask.px_thresh, config.mask.std_thresh).data
-    reference, bad = _compute(corrected.data[_first_present(present)], bad, progress=progress)
+    reference, bad = _compute(corrected.data[_first_present(present)], bad,
+                              step="mask and reference", progress=progress)
     if bad is not None:
         valid &= ~bad
     if config.mask.beam_block_threshold is not None:
@@ -421,55 +527,82 @@ def reduce(run, config=None, *, progress=False):
                         else autocenter(reference, valid), dtype=float)
     timer("center")
 
-    # registration and frame statistics
-    shifts = np.zeros((*run.shape[:2], 2))
+    # Registration and frame statistics, in one read of the run. Before any shift is known,
+    # a frame's statistics are taken on it aligned by its own shift, over the pixels `steady`
+    # that every shift the registration can return (at most `max_shift` along each axis)
+    # fills from valid detector pixels only (totals: those `inside` the normalisation
+    # region): one set of pixels for all frames, so totals and correlations compare like
+    # with like whichever frames are kept. A frame shifted further is rejected anyway (at
+    # the edge of the search window). `steady` loses a band of `max_shift` px about every
+    # masked pixel, so it serves the rejection criteria only
+    # (robust z-scores); the normalisation uses the region of the output mask, known after
+    # all shifts, in the second read. The median over scans that correlations compare to is
+    # of the present frames of unexcluded scans: a frame rejected for its shift takes part,
+    # which a median over 3 or more frames tolerates (aligned, it is a diffraction pattern
+    # like the others); each criterion is then judged over the frames no other reason left
+    # out.
+    reasons = _known_rejections(config.reject, present, scans[None, :])
+    _rejected(reasons, delays)  # a delay with no frame fails before the run is read
+    reach = 0
+    plans = None
     if config.align.enabled:
-        shifts = corrected.ued.shifts(reference, valid, **options).values
-    shifts[~present] = np.nan
-    reasons = _frame_rejections(config.reject, present, scans[None, :], shifts,
-                                config.align.max_shift, config.align.upsample_factor)
-    usable = ~np.logical_or.reduce(list(reasons.values()))
-    mask = _aligned_mask(valid, shifts[usable], config.average.align)
-    timer("align")
-
-    region = _region(config.normalize, center, shape) & mask
-    if not region.any():
-        raise ValueError(f"[normalize] the region {config.normalize} has no valid pixel")
-    chunks = corrected.chunks[:2]
-    shift_data = da.from_array(shifts, chunks=(*chunks, 2))
+        if config.align.max_shift is None:
+            raise ValueError("[align] max_shift: reduce needs a bound on the shifts (the frame "
+                             "statistics are taken over the pixels that every shift within "
+                             "it keeps valid); give the largest drift expected, e.g. 8")
+        reach = int(config.align.max_shift)
+        plans = Plans(AlignPlan, (reference, valid), options)
+    steady = _eroded(valid, reach)
+    region = _region(config.normalize, center, shape)
+    inside = region & steady
+    if not inside.any():
+        raise ValueError(f"[normalize] the region {config.normalize} has no valid pixel at "
+                         f"least [align] max_shift = {reach} px from the masked pixels and the "
+                         "frame's edges; choose a larger region or a smaller max_shift")
+    chunks = run.chunks[:2]
+    labels = da.from_array(frame_labels(run), chunks=chunks)
     stats = da.blockwise(
-        _delay_stats, "dsk", corrected.data, "dsyx", shift_data, "dsc",
-        da.from_array(usable, chunks=chunks), "ds", dask.delayed(region), None,
-        dask.delayed(mask), None, new_axes={"k": 2}, concatenate=True, dtype=float,
-        meta=np.empty((0, 0, 0)))
-    (stats,) = _compute(stats, progress=progress)
-    total, correlation = stats[..., 0], stats[..., 1]
-    if config.reject.enabled:
-        relative = total / np.median(total[usable]) - 1
-        reasons["intensity"] = usable & (np.abs(_robust_z(relative, usable, INTENSITY_FLOOR))
-                                         > config.reject.intensity_z)
-        reasons["correlation"] = usable & (-_robust_z(correlation, usable, CORRELATION_FLOOR)
-                                           > config.reject.correlation_z)
-    rejected = np.logical_or.reduce(list(reasons.values()))
-    empty = [f"{d:g}" for d, row in zip(delays, rejected, strict=True) if row.all()]
-    if empty:
-        raise ValueError(f"every frame of the delays {empty} ps is missing or rejected; select "
-                         "the other delays (run.sel(delay=...)) to reduce them")
-    scale = np.where(rejected, 0.0, 1.0)
+        _delay_stats, "dsk", run.data, "dsyx", labels, "ds",
+        da.from_array(present, chunks=chunks), "ds",
+        da.from_array(present & ~reasons["excluded"], chunks=chunks), "ds", dark_key, None,
+        gain_key, None, _shared(plans), None, _shared(inside), None, _shared(steady), None,
+        new_axes={"k": 4}, concatenate=True, dtype=float, meta=np.empty((0, 0, 0)))
+    (stats,) = _compute(stats, step="registration + frame statistics", progress=progress)
+    shifts, total, correlation = stats[..., :2], stats[..., 2], stats[..., 3]
+    reasons = _frame_rejections(config.reject, reasons, shifts, total, correlation,
+                                config.align.max_shift, config.align.upsample_factor)
+    rejected = _rejected(reasons, delays)
+    mask = _aligned_mask(valid, shifts[~rejected], config.average.align)
+    level = None
     if config.normalize.enabled:
-        scale[~rejected] = np.median(total[~rejected]) / total[~rejected]
-    timer("frame_statistics")
+        region &= mask
+        if not region.any():
+            raise ValueError(f"[normalize] the region {config.normalize} has no valid pixel")
+        # Frames are scaled to a total `level` in `region`: the median total of the kept
+        # frames there, estimated from their totals over `inside` and the reference's.
+        ratio = reference[region].sum(dtype=np.float64) / reference[inside].sum(
+            dtype=np.float64)
+        if not (np.isfinite(ratio) and ratio > 0):
+            raise ValueError("[normalize] the reference has no positive total in the region "
+                             f"{config.normalize}")
+        level = ratio * np.median(total[~rejected])
+    timer("registration_statistics")
 
-    # lazy averages over scans
+    # Lazy averages over scans: a second read of the run. It cannot join the first: whether a
+    # frame enters its delay's average depends on the statistics of every frame of the run
+    # (medians and robust z-scores over all of them), and so does the output mask, so the
+    # aligned frames of all delays would have to be held (or written) until the first read
+    # ends.
     plans = None
     if config.average.align:
         plans = Plans(AlignPlan, (reference, mask), {**options, "max_shift": 1})
     pixel_z = config.reject.pixel_z if config.reject.enabled else None
     parts = da.blockwise(
-        _average_delay, "d", corrected.data, "dsyx", shift_data, "dsc",
-        da.from_array(scale, chunks=chunks), "ds", dask.delayed(mask), None, pixel_z, None,
-        None if plans is None else dask.delayed(plans, pure=True), None,
-        concatenate=True, dtype=object, meta=np.empty((0,), object))
+        _average_delay, "d", run.data, "dsyx", labels, "ds",
+        da.from_array(shifts, chunks=(*chunks, 2)), "dsc",
+        da.from_array(~rejected, chunks=chunks), "ds", dark_key, None, gain_key, None,
+        _shared(region), None, level, None, _shared(mask), None, pixel_z, None,
+        _shared(plans), None, concatenate=True, dtype=object, meta=np.empty((0,), object))
 
     def pick(k, extra, dtype):
         return da.map_blocks(_pick, parts, k, new_axis=list(range(1, 1 + len(extra))),
@@ -485,7 +618,8 @@ def reduce(run, config=None, *, progress=False):
     ds = xr.Dataset(coords=coords)
     ds["diffraction"] = diffraction
     ds["delay_shifts"] = (("delay", "coord"), pick(1, (2,), float))
-    ds["rejected_pixels"] = (("delay", "scan"), pick(2, (run.sizes["scan"],), np.int64))
+    ds["scale"] = (("delay", "scan"), pick(2, (run.sizes["scan"],), float))
+    ds["rejected_pixels"] = (("delay", "scan"), pick(3, (run.sizes["scan"],), np.int64))
 
     # equilibrium and radial profiles
     before = delays < config.dynamics.t0
@@ -496,7 +630,8 @@ def reduce(run, config=None, *, progress=False):
     if config.radial.enabled:
         radial = diffraction.ued.azimuthal_average(center=center[::-1], mask=mask)
         pending.append(radial[before].data)
-    means = [np.mean(a, axis=0) for a in _compute(*pending, progress=progress)]
+    means = [np.mean(a, axis=0) for a in _compute(*pending, step="equilibrium",
+                                                  progress=progress)]
     ds["equilibrium"] = (("y", "x"), means[0].astype(np.float32))
     if config.radial.enabled:
         ds["radial"] = radial.rename(None)
@@ -514,7 +649,6 @@ def reduce(run, config=None, *, progress=False):
     ds["rejected"] = (("delay", "scan"), rejected)
     ds["total"] = (("delay", "scan"), total)
     ds["correlation"] = (("delay", "scan"), correlation)
-    ds["scale"] = (("delay", "scan"), scale)
     ds["delay"].attrs["units"] = "ps"
     provenance = {
         "config": config.to_dict(),
