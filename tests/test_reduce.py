@@ -371,7 +371,7 @@ def test_a_frame_that_fails_registration_is_named(small):
 
 
 def test_bad_bounds_are_named(small):
-    with pytest.raises(ValueError, match=r"\[align\] max_shift: reduce needs a bound"):
+    with pytest.raises(ValueError, match=r"\[align\] max_shift: expected a number > 0, got None"):
         reduce(small["run"], {**small["config"], "align": {"max_shift": None}})
     with pytest.raises(ValueError, match=r"no valid pixel at least \[align\] max_shift = 60 px"):
         reduce(small["run"], {**small["config"], "align": {"max_shift": 60}})

@@ -84,13 +84,13 @@ class AlignConfig:
     enabled: bool = True
     reference: str = "first"
     early_delays: int = 1
-    max_shift: float | None = 8.0
+    max_shift: float = 8.0
     upsample_factor: int = 20
 
     def __post_init__(self):
         _choice("align", "reference", self.reference, ("first", "early"))
         _positive("align", "early_delays", self.early_delays, allow_none=False)
-        _positive("align", "max_shift", self.max_shift)
+        _positive("align", "max_shift", self.max_shift, allow_none=False)
         _positive("align", "upsample_factor", self.upsample_factor, allow_none=False)
 
 

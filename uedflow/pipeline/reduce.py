@@ -342,8 +342,7 @@ def _frame_rejections(config, reasons, shifts, total, correlation, max_shift,
     usable = ~np.logical_or.reduce(list(reasons.values()))
     deviation = np.hypot(*np.moveaxis(shifts - np.median(shifts[usable], axis=0), -1, 0))
     bad = _robust_z(deviation, usable, 1 / upsample_factor) > config.shift_z
-    if max_shift is not None:  # the registration hit the edge of its search window
-        bad |= (np.abs(shifts) >= int(max_shift)).any(axis=-1)
+    bad |= (np.abs(shifts) >= int(max_shift)).any(axis=-1)  # at the edge of the search window
     reasons["shift"] = bad & usable
     usable &= ~bad
     relative = total / np.median(total[usable]) - 1
@@ -455,7 +454,7 @@ def reduce(run, config=None, *, progress=False):
     ------
     ValueError
         For a run of other dims, an empty run, a bad configuration, mask or flat file,
-        no ``[align] max_shift`` with alignment, no delay before time zero, a delay whose
+        no delay before time zero, a delay whose
         frames are all left out, or a frame whose registration fails (named).
     uedflow.errors.FrameMismatchError
         If dark or flat frames differ in shape from the run's frames.
@@ -546,10 +545,6 @@ def reduce(run, config=None, *, progress=False):
     reach = 0
     plans = None
     if config.align.enabled:
-        if config.align.max_shift is None:
-            raise ValueError("[align] max_shift: reduce needs a bound on the shifts (the frame "
-                             "statistics are taken over the pixels that every shift within "
-                             "it keeps valid); give the largest drift expected, e.g. 8")
         reach = int(config.align.max_shift)
         plans = Plans(AlignPlan, (reference, valid), options)
     steady = _eroded(valid, reach)
