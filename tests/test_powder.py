@@ -85,3 +85,26 @@ def test_plan_is_shared_safely_by_threads(frame):
         np.testing.assert_array_equal(profile, expected[k % 16])
     # the geometry is one bin index (8 bytes) per pixel, not a sparse matrix (16 bytes)
     assert len(pickle.dumps(plan)) < 9 * frame.size
+
+
+def test_drop_in_reuses_its_plan_until_the_geometry_changes(frame, monkeypatch):
+    from uedflow.image import powder
+    from uedflow.image._cache import PlanCache
+
+    built = []
+
+    def counting(*args):
+        built.append(args)
+        return AzimuthalPlan(*args)
+
+    monkeypatch.setattr(powder, "_plans", PlanCache(counting, powder.CACHED_PLANS))
+    mask = beam_block_mask(frame.shape, CENTER_RC)
+    first = azimuthal_average(frame, CENTER_XY, mask)
+    again = azimuthal_average(frame * 2.0, CENTER_XY, mask.copy())
+    assert len(built) == 1
+    np.testing.assert_allclose(again[1], 2 * first[1], rtol=1e-12)
+    mask[:40] = False  # changed in place: a new geometry, a new plan
+    changed = azimuthal_average(frame, CENTER_XY, mask)
+    assert len(built) == 2
+    expected = AzimuthalPlan(frame.shape, CENTER_XY, mask)(frame)
+    np.testing.assert_array_equal(changed[1], expected[1])

@@ -3,6 +3,7 @@ import pytest
 import skued
 
 from uedflow.datasets import beam_block_mask, make_frame
+from uedflow.image._cache import PlanCache
 from uedflow.image.symmetry import NFoldPlan, nfold, reflection
 
 SHAPE = (160, 176)
@@ -122,8 +123,7 @@ def test_nfold_reuses_its_plan_for_the_same_mask(frame, monkeypatch):
         built.append(args)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(symmetry, "_plans", type(symmetry._plans)())
-    monkeypatch.setattr(symmetry, "NFoldPlan", counting)
+    monkeypatch.setattr(symmetry, "_plans", PlanCache(counting, symmetry.CACHED_PLANS))
     mask = beam_block_mask(SHAPE, CENTER_RC)
     first = nfold(frame, 6, CENTER_XY, mask)
     again = nfold(frame, 6, np.array(CENTER_XY), mask.copy())

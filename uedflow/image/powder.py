@@ -4,10 +4,14 @@ import math
 
 import numpy as np
 
+from ._cache import PlanCache
 from ._validate import check_image, check_mask
 from .center import _check_center_xy
 
 __all__ = ["AzimuthalPlan", "azimuthal_average"]
+
+#: Plans that :func:`azimuthal_average` keeps for its latest distinct geometries.
+CACHED_PLANS = 2
 
 
 def _wrap_degrees(angle):
@@ -178,5 +182,9 @@ def azimuthal_average(image, center, mask=None, angular_bounds=None, trim=True):
     is not returned, also as in scikit-ued.
     """
     image = check_image(image, "image")
-    plan = AzimuthalPlan(image.shape, center, mask, angular_bounds, trim)
-    return plan(image)
+    mask = None if mask is None else np.asarray(mask)
+    return _plans(image.shape, center, mask, angular_bounds, trim)(image)
+
+
+#: The plans of the latest :func:`azimuthal_average` calls.
+_plans = PlanCache(AzimuthalPlan, CACHED_PLANS)

@@ -1,15 +1,13 @@
 """Symmetrization of images: n-fold rotational averages and mirror reflections."""
 
-import hashlib
 import math
 import os
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from skimage.transform import warp
 
+from ._cache import PlanCache
 from ._validate import check_image, check_mask
 from .center import _check_center_xy
 
@@ -20,8 +18,6 @@ BAND_PIXELS = 2**17
 #: Plans that :func:`nfold` keeps for its latest distinct (shape, mod, centre, mask, fill).
 CACHED_PLANS = 2
 
-_plans = OrderedDict()
-_plans_lock = threading.Lock()
 
 
 def _default_center(shape):
@@ -200,6 +196,10 @@ class NFoldPlan:
         band[self._fill[rows]] = self.fill_value
 
 
+#: The plans of the latest :func:`nfold` calls.
+_plans = PlanCache(NFoldPlan, CACHED_PLANS)
+
+
 def nfold(im, mod, center=None, mask=None, fill_value=0.0):
     """Average an image over its n-fold rotational symmetry, to raise its signal-to-noise.
 
@@ -243,36 +243,9 @@ def nfold(im, mod, center=None, mask=None, fill_value=0.0):
     once, not once per frame.
     """
     im = check_image(im)
-    return _cached_plan(im.shape, mod, center, mask, fill_value)(im)
-
-
-def _cached_plan(shape, mod, center, mask, fill_value):
-    """The :class:`NFoldPlan` of these arguments, from the cache of :func:`nfold` if there.
-
-    The key is a digest of the arguments and of the mask's bytes, so that a mask changed
-    in place is a new key. The plan gets its own copy of the mask. Plans keep no state
-    between calls, so threads can share them.
-    """
-    center = _default_center(shape) if center is None else _check_center_xy(center, shape)
-    digest = hashlib.blake2b(repr((shape, mod, tuple(map(float, center)), fill_value)).encode(),
-                             digest_size=16)
-    if mask is not None:
-        mask = np.asarray(mask)
-        digest.update(repr((mask.dtype.str, mask.shape)).encode())
-        digest.update(np.ascontiguousarray(mask))
-    key = digest.digest()
-    with _plans_lock:
-        plan = _plans.get(key)
-        if plan is not None:
-            _plans.move_to_end(key)
-            return plan
-    plan = NFoldPlan(shape, mod, center, None if mask is None else mask.copy(), fill_value,
-                     workers=-1)
-    with _plans_lock:
-        _plans[key] = plan
-        while len(_plans) > CACHED_PLANS:
-            _plans.popitem(last=False)
-    return plan
+    center = _default_center(im.shape) if center is None else _check_center_xy(center, im.shape)
+    mask = None if mask is None else np.asarray(mask)
+    return _plans(im.shape, mod, center, mask, fill_value, workers=-1)(im)
 
 
 def reflection(im, angle, center=None, mask=None, fill_value=0.0):
