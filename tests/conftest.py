@@ -26,3 +26,22 @@ def tiff_dir(tmp_path):
     for i, frame in enumerate(frames):
         tifffile.imwrite(folder / f"frame_{i}.tif", frame)
     return folder, frames
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Record reads of pixel data: ``reads.pixels`` (calls of tifffile's only two ways to pixel
+    data) and ``reads.files`` (paths of frames that uedflow's TIFF reader read)."""
+    import types
+
+    import uedflow.io.lazy as lazy
+
+    record = types.SimpleNamespace(pixels=[], files=[])
+    for method in ("read_array", "read_segments"):
+        original = getattr(tifffile.FileHandle, method)
+        monkeypatch.setattr(tifffile.FileHandle, method,
+                            lambda *a, _f=original, **k: record.pixels.append(1) or _f(*a, **k))
+    read_frame = lazy.read_tiff_frame
+    monkeypatch.setattr(lazy, "read_tiff_frame",
+                        lambda path, *a: record.files.append(path) or read_frame(path, *a))
+    return record

@@ -45,21 +45,14 @@ def test_nothing_to_open_names_what_is_missing(tmp_path):
         open_stack(tmp_path / "empty")
 
 
-def test_opening_reads_no_pixels_and_one_frame_reads_one_chunk(tmp_path, monkeypatch):
+def test_opening_reads_no_pixels_and_one_frame_reads_one_chunk(tmp_path, reads):
     folder = tmp_path / "many"
     folder.mkdir()
     frames = np.arange(200 * 16 * 16, dtype=np.uint16).reshape(200, 16, 16)
     for i, frame in enumerate(frames):
         tifffile.imwrite(folder / f"f{i:03d}.tif", frame)
 
-    pixel_reads, files_read = [], []
-    for method in ("read_array", "read_segments"):  # tifffile's only ways to pixel data
-        original = getattr(tifffile.FileHandle, method)
-        monkeypatch.setattr(tifffile.FileHandle, method,
-                            lambda *a, _f=original, **k: pixel_reads.append(1) or _f(*a, **k))
-    read_frame = lazy.read_tiff_frame
-    monkeypatch.setattr(lazy, "read_tiff_frame",
-                        lambda path, *a: files_read.append(path) or read_frame(path, *a))
+    pixel_reads, files_read = reads.pixels, reads.files
 
     stack = open_stack(folder, chunks=20)
     assert pixel_reads == [] and files_read == []

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tifffile
 
-import uedflow.io.lazy as lazy
 from uedflow import CorruptFileError, open_stack
 from uedflow.datasets import make_run
 from uedflow.io import RunFiles, open_run, scan_run
@@ -251,16 +250,9 @@ def test_every_frame_bad(tmp_path):
         open_run(tmp_path, "t{delay}.tif", skip_bad=True)
 
 
-def test_opening_reads_no_pixels_and_one_frame_reads_one_file(runs, monkeypatch):
+def test_opening_reads_no_pixels_and_one_frame_reads_one_file(runs, reads):
     path, _ = runs["lab"]
-    pixel_reads, files_read = [], []
-    for method in ("read_array", "read_segments"):  # tifffile's only ways to pixel data
-        original = getattr(tifffile.FileHandle, method)
-        monkeypatch.setattr(tifffile.FileHandle, method,
-                            lambda *a, _f=original, **k: pixel_reads.append(1) or _f(*a, **k))
-    read_frame = lazy.read_tiff_frame
-    monkeypatch.setattr(lazy, "read_tiff_frame",
-                        lambda path, *a: files_read.append(path) or read_frame(path, *a))
+    pixel_reads, files_read = reads.pixels, reads.files
     run = open_run(path, chunks=1)
     assert pixel_reads == [] and files_read == []
     assert run.data.chunks[:2] == ((1,) * 4, (1, 1))
