@@ -10,6 +10,7 @@ interrupted, so an incomplete store never passes for a complete one.
 import os
 from dataclasses import dataclass
 
+import dask
 import dask.array as da
 import xarray as xr
 
@@ -102,7 +103,7 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
     encoding = {VARIABLE: {"chunks": frame_chunks, "compressors": (blosc_zstd(clevel),)}}
     writer = ds.to_zarr(store, mode="w", zarr_format=3, consolidated=False, compute=False,
                         encoding=encoding)
-    _run(writer, progress)
+    compute(writer, progress=progress)
     group = zarr.open_group(store, mode="r+")
     group.attrs["uedflow"] = {**info, "complete": True}
     array = group[VARIABLE]
@@ -110,24 +111,23 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
                       nbytes=int(array.nbytes), stored_bytes=int(array.nbytes_stored()))
 
 
-def _run(writer, progress):
-    """Compute ``writer`` on the active scheduler, with a progress bar that it can show."""
+def compute(*collections, progress=False):
+    """``dask.compute(*collections)`` on the active scheduler, with a progress bar if asked:
+    dask's on its local schedulers, ``distributed``'s on a client."""
     client = _distributed_client()
     if client is not None:
-        future = client.compute(writer)
+        futures = client.compute(list(collections))
         if progress:
             from distributed import progress as distributed_progress
 
-            distributed_progress(future)
-        future.result()
-        return
+            distributed_progress(futures)
+        return tuple(client.gather(futures))
     if not progress:
-        writer.compute()
-        return
+        return dask.compute(*collections)
     from dask.diagnostics import ProgressBar
 
     with ProgressBar(dt=0.5):
-        writer.compute()
+        return dask.compute(*collections)
 
 
 def _distributed_client():

@@ -16,14 +16,13 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask.diagnostics import ProgressBar
 
 from ..errors import FrameMismatchError
 from ..image.alignment import AlignPlan, _translate
 from ..image.center import auto_masking, autocenter
 from ..io.lazy import open_stack
 from ..io.readers import diffread
-from ..io.zarrstore import _distributed_client
+from ..io.zarrstore import compute
 from ..stack.accessor import ROW_COL
 from ..stack.lift import Plans, _named, as_stack, frame_labels
 from .config import ReduceConfig
@@ -364,20 +363,11 @@ def _rejected(reasons, delays):
 
 
 def _compute(*arrays, step, progress):
-    """``dask.compute(*arrays)`` on the active scheduler; with ``progress``, the name of the
-    analysis ``step`` and a progress bar (dask's, or distributed's on a distributed client)."""
-    if not progress:
-        return dask.compute(*arrays)
-    print(f"reduce: {step}", flush=True)
-    client = _distributed_client()
-    if client is None:
-        with ProgressBar(dt=0.5):
-            return dask.compute(*arrays)
-    from distributed import progress as distributed_progress
-
-    futures = client.compute(list(arrays))
-    distributed_progress(futures)
-    return tuple(client.gather(futures))
+    """``dask.compute(*arrays)``; with ``progress``, the name of the analysis ``step`` and a
+    progress bar."""
+    if progress:
+        print(f"reduce: {step}", flush=True)
+    return compute(*arrays, progress=progress)
 
 
 class _Timer:

@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import IncompleteStoreError
-from ..io.zarrstore import _distributed_client, _run, blosc_zstd
+from ..io.zarrstore import _distributed_client, blosc_zstd, compute
 
 __all__ = ["StoreReport", "existing_state", "open_reduced", "read_state", "write_reduced"]
 
@@ -125,7 +125,7 @@ def write_reduced(ds, store, *, resume=True, overwrite=False, progress=False):
         client = _distributed_client()
         if progress and client is not None:
             print(f"dask dashboard: {client.dashboard_link}")
-        _run(da.concatenate(writes), progress)
+        compute(da.concatenate(writes), progress=progress)
     for partial in store.rglob("*.partial"):  # temporary files of killed chunk writes
         partial.unlink()
 
