@@ -6,6 +6,7 @@ again, and compares the store with that of an uninterrupted run, file by file.
 
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
@@ -114,6 +115,22 @@ def test_reduce_writes_a_complete_store(run, reference):
     info = _run_main(["info", str(run)])
     assert "dims   : delay=8, scan=3, y=128, x=128" in info
     assert "present: 24 of 24 frames" in info
+
+
+def test_reduce_reads_the_lab_layout_and_recovers_the_centre(tmp_path):
+    run = tmp_path / "lab"
+    truth = make_run(run, shape=(128, 128), delays=DELAYS[:5], n_scans=3, n_darks=2, seed=5,
+                     layout="lab")
+    (run / "run.json").unlink()  # a lab run has only its file names
+    out = _run_main(["reduce", str(run), "-o", str(tmp_path / "r.zarr"), "-q"])
+    assert "2 darks, 0 flats, 3 pump-off frames" in out and "reduced run, complete" in out
+    ds = open_reduced(tmp_path / "r.zarr")
+    np.testing.assert_array_equal(ds["delay"], DELAYS[:5])
+    np.testing.assert_array_equal(ds["scan"], [1, 2, 3])
+    provenance = json.loads(ds.attrs["uedflow"])
+    assert sum("dark_image" in name for name in provenance["inputs"]["files"]) == 2
+    # the movie is aligned onto the first frame: its centre is that frame's true centre
+    np.testing.assert_allclose(ds["center"], truth["truth"]["centers"][0][0], atol=0.25)
 
 
 def test_reduce_reads_an_ingested_store(run, reference, tmp_path):
