@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 from skimage.registration import phase_cross_correlation
 
 from uedflow.datasets import beam_block_mask, default_center, hot_pixel_positions, make_frame
-from uedflow.image.alignment import AlignPlan, _translate, align, ialign, itrack_peak
+from uedflow.image.alignment import AlignPlan, translate, align, ialign, itrack_peak
 
 SHAPE = (256, 256)
 CENTER = default_center(SHAPE)
@@ -116,7 +116,7 @@ def test_translate_matches_ndimage(dtype, shift):
     rng = np.random.default_rng(0)
     image = (rng.random((23, 31)) * 120).astype(dtype)
     for fill in (0.0, 5.0, -3.0, np.nan):
-        ours = _translate(image, shift, fill)
+        ours = translate(image, shift, fill)
         theirs = ndi.shift(image, shift, order=1, mode="constant", cval=fill)
         assert ours.dtype == image.dtype
         if np.issubdtype(dtype, np.integer):  # float32 arithmetic: rare off-by-one halves
@@ -129,9 +129,9 @@ def test_translate_matches_ndimage(dtype, shift):
 
 def test_fill_value_of_integer_images():
     image = np.arange(16, dtype=np.uint8).reshape(4, 4)
-    assert np.all(_translate(image, (1, 0), np.nan)[0] == 0)
-    assert np.all(_translate(image, (1, 0), 300.0)[0] == 255)
-    assert np.all(_translate(image, (1, 0), -2.0)[0] == 0)
+    assert np.all(translate(image, (1, 0), np.nan)[0] == 0)
+    assert np.all(translate(image, (1, 0), 300.0)[0] == 255)
+    assert np.all(translate(image, (1, 0), -2.0)[0] == 0)
 
 
 def test_align_keeps_input(reference):

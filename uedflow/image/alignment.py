@@ -35,7 +35,7 @@ import scipy.fft as sfft
 
 from ._validate import check_image, check_mask
 
-__all__ = ["AlignPlan", "align", "ialign", "itrack_peak"]
+__all__ = ["AlignPlan", "align", "ialign", "itrack_peak", "translate"]
 
 #: Default sub-pixel precision of the registration: 1/20 px.
 DEFAULT_UPSAMPLE_FACTOR = 20
@@ -131,11 +131,26 @@ def _axis_span(size, shift):
     return start, max(start, stop), offset, t
 
 
-def _translate(image, shift, fill_value):
+def translate(image, shift, fill_value):
     """``image`` moved by ``shift`` (bilinear), ``fill_value`` where it does not reach.
 
     Same convention as ``scipy.ndimage.shift(image, shift, order=1, mode="constant",
-    cval=fill_value)``; the result has the dtype of ``image`` (integers rounded).
+    cval=fill_value)``; the result has the dtype of ``image`` (integers rounded). NaN pixels
+    of a float image spread exactly to the output pixels that read them.
+
+    Parameters
+    ----------
+    image : ndarray, shape (N, M)
+        Image.
+    shift : tuple of float
+        ``(rows, cols)``.
+    fill_value : float
+        Value of the pixels that no input pixel reaches.
+
+    Returns
+    -------
+    ndarray
+        The moved image, of the dtype of ``image``.
     """
     out = np.full(image.shape, _fill_value(fill_value, image.dtype), dtype=image.dtype)
     (y0, y1, oy, ty), (x0, x1, ox, tx) = map(_axis_span, image.shape, shift)
@@ -404,7 +419,7 @@ class AlignPlan:
             If ``image`` has another shape than the reference, or NaN/inf (on valid pixels).
         """
         image = np.asarray(image)
-        return _translate(image, self.shift(image), fill_value)
+        return translate(image, self.shift(image), fill_value)
 
 
 def align(image, reference, mask=None, fill_value=0.0, *,

@@ -16,7 +16,7 @@ import xarray as xr
 from ..io.lazy import open_stack
 
 __all__ = ["FRAME_DIMS", "Plans", "as_stack", "frame_labels", "frame_mask", "map_frames",
-           "per_frame", "wrap"]
+           "named_error", "per_frame", "wrap"]
 
 #: Dims of one frame, the last two of a stack.
 FRAME_DIMS = ("y", "x")
@@ -196,7 +196,7 @@ def per_frame(value, stack, extra, name):
                            chunks=(*stack.chunks[:-2], *((n,) for n in extra.values())))
 
 
-def _named(exc, label):
+def named_error(exc, label):
     """``exc`` (same type where it can be) with the frame's name in front of its message."""
     message = f"frame {label}: {exc}"
     try:
@@ -222,7 +222,7 @@ def _run_block(block, labels, *args, kernel, nparams, out_shape, block_shape, ou
         try:
             out[index] = kernel(block[index], *shared, *(p[index] for p in params))
         except Exception as exc:
-            raise _named(exc, labels[index]) from exc
+            raise named_error(exc, labels[index]) from exc
     return out.reshape(lead + block_shape)
 
 

@@ -1,0 +1,152 @@
+"""Detector defects from the structure of a mean pattern: :func:`find_beam_block`,
+:func:`find_dead_pixels`.
+
+Both work on the mean of many frames (dark-subtracted or not), never on a per-pixel
+threshold of one frame: at a few counts per pixel a single frame's background is
+indistinguishable from a beam block, while the mean of a few tens of frames, smoothed over a
+few pixels, is not.
+"""
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ._validate import check_image, check_mask
+
+__all__ = ["find_beam_block", "find_dead_pixels"]
+
+#: Smoothing (px) of the mean pattern in which the beam block is first found.
+BLOCK_SIGMA = 4.0
+#: Width (px) of the band about the first estimate in which the block's edge is refined.
+BLOCK_BAND = 10
+
+
+def _smooth(image, weight, sigma):
+    """Gaussian smoothing of ``image`` over the pixels of positive ``weight`` (normalised
+    convolution); NaN where no such pixel is near."""
+    num = ndi.gaussian_filter(np.where(weight > 0, image, 0.0) * weight, sigma, mode="nearest")
+    den = ndi.gaussian_filter(weight.astype(float), sigma, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-3, num / den, np.nan)
+
+
+def find_beam_block(image, mask=None, *, contrast=0.1, min_area=None):
+    """The beam block: large, connected regions much darker than the pattern about them.
+
+    The mean pattern is smoothed (Gaussian, :data:`BLOCK_SIGMA` px) and its dark level
+    ``floor`` (0.1 percentile) and typical level ``level`` (median) are taken. Connected
+    regions darker than ``floor + contrast * (level - floor)`` are beam-block candidates; a
+    candidate is kept if it covers at least ``min_area`` pixels and the pattern just outside it
+    (a shell 2 to 8 px away) is brighter than inside by at least 30 % of ``level - floor`` (a
+    dim, smoothly fading corner is not). The edge is then refined within :data:`BLOCK_BAND` px
+    on the pattern smoothed by 1 px: a pixel belongs to the block if it is darker than half-way
+    between ``floor`` and the level of the non-block pixels about it. Holes are filled and the
+    block is grown by one pixel (its penumbra).
+
+    Parameters
+    ----------
+    image : ndarray, shape (N, M)
+        Mean of many frames (the more, the better at few counts per pixel), with or without
+        the dark offset.
+    mask : ndarray of bool, shape (N, M), optional
+        True on valid pixels; invalid ones (hot pixels, a known mask) are ignored.
+    contrast : float, optional
+        Fraction of the way from the dark level to the median below which pixels are
+        candidates.
+    min_area : int, optional
+        Smallest block (pixels); default ``max(64, 5e-4 * N * M)``.
+
+    Returns
+    -------
+    block : ndarray of bool, shape (N, M)
+        True on the beam block (all False if the pattern has none).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow.image.masks import find_beam_block
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.poisson(3.0, (128, 128)).astype(float)       # 3 counts per pixel
+    >>> image[50:80, 50:80] = rng.normal(0, 0.5, (30, 30))       # blocked: dark, read noise
+    >>> block = find_beam_block(image)
+    >>> near = np.zeros_like(block)
+    >>> near[47:83, 47:83] = True                                 # the block, 3 px about it
+    >>> bool(block[50:80, 50:80].all()), bool(block[~near].any())
+    (True, False)
+    """
+    image = check_image(image, "image").astype(float)
+    valid = np.ones(image.shape, bool) if mask is None else check_mask(mask, image.shape)
+    if min_area is None:
+        min_area = max(64, int(5e-4 * image.size))
+    smooth = _smooth(image, valid, BLOCK_SIGMA)
+    known = valid & np.isfinite(smooth)
+    none = np.zeros(image.shape, bool)
+    if known.sum() < min_area:
+        return none
+    floor = np.percentile(smooth[known], 0.1)
+    level = np.median(smooth[known])
+    span = level - floor
+    if not span > 0:
+        return none
+    labels, n = ndi.label(known & (smooth <= floor + contrast * span), np.ones((3, 3)))
+    if n == 0:
+        return none
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    core = none.copy()
+    for k in np.flatnonzero(areas >= min_area):
+        if k == 0:
+            continue
+        region = labels == k
+        distance = ndi.distance_transform_edt(~region)
+        shell = known & (distance > 2) & (distance <= 8)
+        if shell.any() and smooth[shell].mean() - smooth[region].mean() >= 0.3 * span:
+            core |= region
+    if not core.any():
+        return none
+    # refine the edge: within a band about the core, against the local non-block level
+    band = (ndi.distance_transform_edt(~core) <= BLOCK_BAND) & ~core & valid
+    outside = _smooth(image, valid & ~core & ~band, BLOCK_SIGMA)
+    fine = _smooth(image, valid, 1.0)
+    with np.errstate(invalid="ignore"):
+        edge = band & (fine <= floor + 0.5 * (np.nan_to_num(outside, nan=level) - floor))
+    block = ndi.binary_fill_holes(core | edge)
+    return ndi.binary_dilation(block, np.ones((3, 3), bool))
+
+
+def find_dead_pixels(image, noise, *, z=8.0, fraction=0.2):
+    """Pixels (or columns, rows) that stay dark where their neighbours see electrons.
+
+    A pixel is dead if it is below ``fraction`` of the median of its 5 x 5 neighbourhood and
+    below it by more than ``z`` times the neighbourhood's noise: with the mean of ``n``
+    frames, ``noise`` is the per-pixel standard deviation over frames divided by
+    ``sqrt(n)``. Bright features (rings, Bragg spots) are never flagged: only pixels darker
+    than their surroundings are.
+
+    Parameters
+    ----------
+    image : ndarray, shape (N, M)
+        Mean of many frames, dark-subtracted.
+    noise : ndarray, shape (N, M), or float
+        Standard error of ``image``.
+    z, fraction : float, optional
+        Significance and depth of the deficit.
+
+    Returns
+    -------
+    dead : ndarray of bool, shape (N, M)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from uedflow.image.masks import find_dead_pixels
+    >>> rng = np.random.default_rng(1)
+    >>> frames = rng.poisson(4.0, (32, 64, 64)).astype(float)
+    >>> frames[:, :, 20] = 0                                      # a dead column
+    >>> dead = find_dead_pixels(frames.mean(0), frames.std(0) / np.sqrt(32))
+    >>> np.flatnonzero(dead.all(axis=0)).tolist(), int(dead.sum())
+    ([20], 64)
+    """
+    image = check_image(image, "image").astype(float)
+    local = ndi.median_filter(image, size=5, mode="nearest")
+    local_noise = ndi.median_filter(np.broadcast_to(np.asarray(noise, float), image.shape),
+                                    size=5, mode="nearest")
+    return (image < fraction * local) & (local - image > z * local_noise)
