@@ -996,7 +996,7 @@ def reduce(run, config=None, *, progress=False):
     diffraction = xr.DataArray(pick(0, shape, np.float32), dims=("delay", "y", "x"),
                                coords={"delay": run["delay"]}, name="diffraction")
     if config.symmetrize.mod is not None:
-        diffraction = diffraction.ued.nfold(config.symmetrize.mod, center=center[::-1],  # XXX-CENTRE
+        diffraction = diffraction.ued.nfold(config.symmetrize.mod, center=center,
                                             mask=mask).astype(np.float32)
     ds = xr.Dataset(coords=coords)
     ds["diffraction"] = diffraction
@@ -1023,7 +1023,7 @@ def reduce(run, config=None, *, progress=False):
         pending["diffraction"] = diffraction[before].data
         pending["diffraction_error"] = ds["diffraction_error"][before].data
     if config.radial.enabled:
-        radial = diffraction.ued.azimuthal_average(center=center[::-1], mask=mask)  # XXX-CENTRE
+        radial = diffraction.ued.azimuthal_average(center=center, mask=mask)
         if not by_pump_off:
             pending["radial"] = radial[before].data
             pending["radial_error"] = radial_error[before].data
