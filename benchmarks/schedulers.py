@@ -59,7 +59,7 @@ def stack_path(folder, chunk, mask, center):
     """The same profiles, lazily: the ``ued`` accessor over the stack of the folder."""
     stack = open_stack(folder, chunks=chunk)
     aligned = stack.ued.align(mask=mask, max_shift=MAX_SHIFT)
-    return aligned.ued.azimuthal_average(center[::-1], mask, trim=False)
+    return aligned.ued.azimuthal_average(center, mask, trim=False)
 
 
 def best_times(runs, repeat):

@@ -105,7 +105,7 @@ def test_nfold_with_one_centre_and_per_frame_centres(run):
     _, frames, mask, truth = run
     stack = stack_of(run)
     row, col = truth["center"]
-    one = stack.ued.nfold(6, (col, row), mask).values
+    one = stack.ued.nfold(6, (row, col), mask).values
     centers = stack.ued.autocenter(mask=mask)
     per_frame = stack.ued.nfold(6, centers, mask)
     assert per_frame.dims == stack.dims and per_frame.dtype == np.float64
@@ -122,7 +122,7 @@ def test_azimuthal_average_equals_frame_loop(run, trim):
     _, frames, mask, truth = run
     stack = stack_of(run)
     row, col = truth["center"]
-    profiles = stack.ued.azimuthal_average((col, row), mask, trim=trim)
+    profiles = stack.ued.azimuthal_average((row, col), mask, trim=trim)
     assert profiles.dims == ("delay", "scan", "radius")
     radius = profiles.radius.values
     values = profiles.values
@@ -158,6 +158,38 @@ def test_bragg_peaks_ragged_per_frame():
         np.testing.assert_array_equal(values[i], expected)
         counts.append(len(expected))
     assert min(counts) > 0
+
+
+def test_accessor_centres_are_row_col_and_only_drop_ins_take_x_y():
+    """An off-diagonal centre (row far from col, non-square frame): the accessor's (row, col),
+    as a tuple or as ds["center"]-like DataArray, gives what the drop-ins give with (x, y)."""
+    row, col = 30.4, 52.7
+    frames = np.stack([make_frame((72, 96), (row, col), kind="mixed", seed=i, hot_pixels=[])
+                       for i in range(2)]).astype(float)
+    stack = open_stack(frames, chunks=1)
+    mask = np.ones(frames.shape[1:], dtype=bool)
+    mask[:8, :20] = False
+    labelled = xr.DataArray([row, col], dims="coord", coords={"coord": ["row", "col"]})
+    for center in [(row, col), np.array([row, col]), labelled, labelled[::-1]]:
+        profiles = stack.ued.azimuthal_average(center, mask).values
+        nfolded = stack.ued.nfold(4, center, mask).values
+        for i, frame in enumerate(frames):
+            r, average = azimuthal_average(frame, (col, row), mask)
+            np.testing.assert_allclose(profiles[i][r], average, rtol=1e-12)
+            np.testing.assert_allclose(nfolded[i], nfold(frame, 4, (col, row), mask),
+                                       rtol=1e-12)
+    # the swapped order is a different profile: the test would catch a silent swap
+    r, swapped = azimuthal_average(frames[0], (row, col), mask)
+    assert not np.allclose(profiles[0][r], swapped)
+    found = stack.ued.autocenter(mask=mask).values
+    np.testing.assert_allclose(found, [[row, col]] * 2, atol=0.5)
+    peaks = stack.ued.bragg_peaks(mask, center=(row, col)).values
+    np.testing.assert_array_equal(peaks[0], np.reshape(
+        bragg_peaks(frames[0], mask, center=(row, col)), (-1, 2)))
+    with pytest.raises(ValueError, match=r"\(row, col\)"):
+        stack.ued.azimuthal_average((row, col, 0.0), mask)
+    with pytest.raises(ValueError, match=r"\(row, col\)"):
+        stack.ued.nfold(4, (row, np.nan))
 
 
 def profiles_array(rng, dims=("delay", "scan", "radius")):
@@ -266,7 +298,7 @@ def test_nothing_is_read_or_computed_at_call_time(run, monkeypatch):
         stack.ued.align(mask=mask),
         stack.ued.nfold(3, centers, mask),
         stack.ued.azimuthal_average(centers, mask),
-        stack.ued.azimuthal_average((col, row), mask).ued.baseline_dt(5),
+        stack.ued.azimuthal_average((row, col), mask).ued.baseline_dt(5),
         stack.ued.bragg_peaks(mask, centers),
         stack.ued.mask_from_collection(std_thresh=3),
         stack.ued.snr(),
@@ -313,7 +345,7 @@ def test_processes_scheduler_gives_identical_results(run):
     stack = stack_of(run)
     row, col = truth["center"]
     results = (stack.ued.shifts(mask=mask, max_shift=8).data,
-               stack.ued.azimuthal_average((col, row), mask).data,
+               stack.ued.azimuthal_average((row, col), mask).data,
                stack.ued.std().data)
     threaded = dask.compute(*results)
     processes = dask.compute(*results, scheduler="processes", num_workers=2)
@@ -392,7 +424,7 @@ def test_chained_kernels_fuse_into_one_task_per_chunk(run):
     _, frames, mask, truth = run
     stack = stack_of(run)
     row, col = truth["center"]
-    profiles = stack.ued.align(mask=mask, max_shift=8).ued.azimuthal_average((col, row), mask)
+    profiles = stack.ued.align(mask=mask, max_shift=8).ued.azimuthal_average((row, col), mask)
     (optimized,) = dask.optimize(profiles.data)
     names = [key_split(key) for key in dict(optimized.__dask_graph__())]
     assert not any(name.startswith("align") for name in names)  # fused, never held alone
@@ -421,7 +453,7 @@ def test_compute_passes_equals_one_compute(run):
     _, _, mask, truth = run
     stack = stack_of(run)
     row, col = truth["center"]
-    profiles = stack.ued.align(mask=mask, max_shift=8).ued.azimuthal_average((col, row), mask)
+    profiles = stack.ued.align(mask=mask, max_shift=8).ued.azimuthal_average((row, col), mask)
     bad = stack.ued.mask_from_collection(std_thresh=20)
     together = dask.compute(profiles, bad)
     separate = compute_passes(profiles, bad.data, scheduler="threads")

@@ -1,7 +1,8 @@
 """The ``ued`` accessor of reduced Datasets: ``ds.ued.time_series(...)``.
 
 Registered on :class:`xarray.Dataset` (the ``ued`` accessor of DataArrays, for stacks, is
-:class:`uedflow.stack.UedAccessor`).
+:class:`uedflow.stack.UedAccessor`). Centres are ``(row, col)``, as everywhere in uedflow's
+own APIs and as the ``center`` of a reduced Dataset.
 """
 
 import numpy as np
@@ -11,22 +12,31 @@ __all__ = ["ReducedAccessor"]
 
 
 def _selection(shape, rect, disk, ring):
-    """Boolean ``(y, x)`` selection of exactly one of a rectangle, a disk or a ring."""
+    """Boolean ``(y, x)`` selection of exactly one of a rectangle, a disk or a ring, and its
+    description."""
     given = {name: value for name, value in (("rect", rect), ("disk", disk), ("ring", ring))
              if value is not None}
     if len(given) != 1:
         raise ValueError(f"time_series needs exactly one of rect, disk or ring; got "
                          f"{sorted(given) or 'none'}")
-    if rect is not None:
-        row0, row1, col0, col1 = (int(v) for v in rect)
-        selection = np.zeros(shape, dtype=bool)
-        selection[row0:row1, col0:col1] = True
-        return selection
-    (row, col), *radii = disk if disk is not None else ring
-    inner, outer = (0.0, *radii) if disk is not None else radii
+    (name, value), = given.items()
+    forms = {"rect": "(row0, row1, col0, col1)", "disk": "((row, col), radius)",
+             "ring": "((row, col), r1, r2)"}
+    try:
+        if name == "rect":
+            row0, row1, col0, col1 = (int(v) for v in value)
+            selection = np.zeros(shape, dtype=bool)
+            selection[row0:row1, col0:col1] = True
+            return selection, f"rect {(row0, row1, col0, col1)}"
+        (row, col), *radii = value
+        row, col, *radii = (float(v) for v in (row, col, *radii))
+        inner, outer = (0.0, *radii) if name == "disk" else radii
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {forms[name]}, got {value!r}") from None
     yy, xx = np.indices(shape)
     r = np.hypot(yy - row, xx - col)
-    return (r >= inner) & (r <= outer)
+    radii = f"{outer:g}" if name == "disk" else f"{inner:g}, {outer:g}"
+    return (r >= inner) & (r <= outer), f"{name} (({row:g}, {col:g}), {radii}) px"
 
 
 @xr.register_dataset_accessor("ued")
@@ -37,54 +47,98 @@ class ReducedAccessor:
         self._obj = obj
 
     def time_series(self, rect=None, disk=None, ring=None, var="diffraction"):
-        """Mean intensity in a region of every frame of the movie, against delay.
+        """Mean intensity in a region of every frame of the movie, with its standard error,
+        against delay.
 
-        Give exactly one region. Pixels outside ``mask`` (when the Dataset has one) are
-        left out.
+        Give exactly one region. Pixels outside ``mask`` (when the Dataset has one; it is
+        read at once, the rest stays lazy) are left out, and so are pixels whose value is not
+        finite in a frame (the mean of a delay is over its finite pixels).
 
         Parameters
         ----------
         rect : tuple of int, optional
             ``(row0, row1, col0, col1)``: rows ``row0 <= row < row1``, columns alike.
         disk : tuple, optional
-            ``((row, col), radius)``: pixels within ``radius`` of the centre.
+            ``((row, col), radius)``: pixels within ``radius`` of the centre ``(row, col)``
+            (e.g. ``ds.center.values``).
         ring : tuple, optional
             ``((row, col), r1, r2)``: pixels between the radii ``r1`` and ``r2``, inclusive.
         var : str, optional
-            Variable ``(delay, y, x)`` to average.
+            Variable ``(delay, y, x)`` to average; its standard errors are ``{var}_error``.
 
         Returns
         -------
-        xarray.DataArray
-            Dims ``("delay",)``, lazy where ``var`` is.
+        xarray.Dataset
+            Dims ``("delay",)`` (the leading dims of ``var``), lazy where the inputs are:
+
+            * ``{var}`` (e.g. ``diffraction``): the mean over the region's ``N`` valid pixels;
+            * ``{var}_error``: its standard error, ``sqrt(c * sum(error_i**2)) / N`` over the
+              same pixels, with ``error_i`` from ``{var}_error`` and ``c`` the Dataset's
+              ``error_correlation`` (1 without it), which accounts for the correlation of
+              neighbouring pixels' errors; NaN at a delay where a pixel's error is unknown.
+              Absent when the Dataset has no ``{var}_error``.
+
+            Both with ``units`` and ``long_name`` attrs; the Dataset's attrs ``region``
+            describe the region and ``pixels`` count its valid pixels (before the finite
+            check).
+
+        Notes
+        -----
+        A Dataset, like xarray's own methods with several results (``polyfit``,
+        ``curvefit``): the mean and its error stay together through ``.sel``, ``.compute()``
+        or ``.to_dataframe()``, and ``ts[var].plot()`` or ``plt.errorbar(ts.delay, ts[var],
+        ts[f"{var}_error"])`` plot them. The error is not a coordinate of a DataArray, since
+        arithmetic on the DataArray would carry such a coordinate unchanged, a silently wrong
+        error. The variables keep the names of the Dataset they come from (a variable
+        ``mean`` would be hidden by the method :meth:`xarray.Dataset.mean`).
 
         Raises
         ------
         ValueError
-            If not exactly one region is given, ``var`` is not a ``(..., y, x)`` variable,
-            or the region holds no valid pixel.
+            If not exactly one region is given or it is malformed, ``var`` is not a
+            ``(delay, ..., y, x)`` variable, or the region holds no valid pixel.
 
         Examples
         --------
         >>> import numpy as np, xarray as xr
         >>> import uedflow.pipeline
-        >>> ds = xr.Dataset({"diffraction": (("delay", "y", "x"), np.ones((2, 8, 8)) *
-        ...                                  np.array([1.0, 2.0])[:, None, None])},
+        >>> level = np.array([1.0, 2.0])[:, None, None]
+        >>> ds = xr.Dataset({"diffraction": (("delay", "y", "x"), np.ones((2, 8, 8)) * level),
+        ...                  "diffraction_error": (("delay", "y", "x"), np.ones((2, 8, 8)))},
         ...                 coords={"delay": [-1.0, 1.0]})
-        >>> ds.ued.time_series(disk=((4, 4), 2)).values
-        array([1., 2.])
+        >>> ts = ds.ued.time_series(disk=((4, 4), 1))   # the centre and its 4 neighbours
+        >>> ts["diffraction"].values, ts["diffraction_error"].values   # 1 / sqrt(5)
+        (array([1., 2.]), array([0.4472136, 0.4472136]))
         """
         ds = self._obj
-        if var not in ds or ds[var].dims[-2:] != ("y", "x"):
-            raise ValueError(f"var: {var!r} is not a variable with dims (..., 'y', 'x') of the "
-                             f"Dataset; it has {list(ds.data_vars)}")
+        if var not in ds.data_vars or ds[var].ndim < 3 or ds[var].dims[-2:] != ("y", "x"):
+            raise ValueError(f"var: {var!r} is not a variable with dims (delay, ..., 'y', 'x') "
+                             f"of the Dataset; it has {list(ds.data_vars)}")
         images = ds[var]
-        selection = _selection(images.shape[-2:], rect, disk, ring)
+        selection, region = _selection(images.shape[-2:], rect, disk, ring)
         if "mask" in ds:
             selection &= ds["mask"].values.astype(bool)
         if not selection.any():
-            raise ValueError("the region holds no valid pixel")
+            raise ValueError(f"the region {region} holds no valid pixel")
         selection = xr.DataArray(selection, dims=("y", "x"))
-        series = images.astype(np.float64).where(selection).sum(("y", "x"))
-        series /= int(selection.sum())
-        return series.rename(f"{var}_time_series")
+        images = images.astype(np.float64)
+        used = selection & np.isfinite(images)
+        count = used.sum(("y", "x"))
+        mean = images.where(used).sum(("y", "x")) / count
+        units = images.attrs.get("units", "counts")
+        name = images.attrs.get("long_name", var)
+        out = xr.Dataset({var: mean.assign_attrs(units=units, long_name=f"mean {name}")},
+                         attrs={"region": region, "pixels": int(selection.sum())})
+        error_name = f"{var}_error"
+        if error_name in ds.data_vars:
+            squares = (ds[error_name].astype(np.float64) ** 2).where(used, 0.0)
+            variance = squares.sum(("y", "x"), skipna=False)
+            if "error_correlation" in ds.data_vars:
+                variance = variance * ds["error_correlation"]
+            error = np.sqrt(variance) / count
+            out[error_name] = error.assign_attrs(
+                units=units, long_name=f"standard error of the mean {name}")
+        for dim in out.dims:
+            if dim in ds.coords:
+                out[dim].attrs.update(ds[dim].attrs)
+        return out

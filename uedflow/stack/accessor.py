@@ -39,6 +39,17 @@ def _valid_mask(mask, shape):
     return check_mask(mask, shape)
 
 
+def _xy(center):
+    """A centre ``(row, col)`` as the ``(x, y)`` of the frame kernels (None stays None)."""
+    if center is None:
+        return None
+    values = np.asarray(center)
+    if values.shape != (2,) or values.dtype.kind not in "iuf" or not np.isfinite(values).all():
+        raise ValueError(f"center must be (row, col): two finite numbers, or a DataArray with "
+                         f"a dim 'coord' labelled ('row', 'col'); got {center!r}")
+    return (float(values[1]), float(values[0]))
+
+
 def _centers(center, stack, order):
     """Per-frame centres from a DataArray with a ``coord`` dim labelled row/col, in ``order``."""
     if "coord" not in center.indexes or set(center.indexes["coord"]) != set(ROW_COL):
@@ -117,6 +128,10 @@ class UedAccessor:
     the stack's leading dims (one per frame, broadcast over the others); centres as
     DataArrays have a ``coord`` dim labelled ``("row", "col")``, as :meth:`autocenter`
     returns.
+
+    Every centre taken or returned is ``(row, col)``, as :meth:`autocenter` returns it, also
+    in :meth:`nfold` and :meth:`azimuthal_average`: only the scikit-ued drop-in functions
+    (:func:`uedflow.nfold`, :func:`uedflow.azimuthal_average`) take ``(x, y)`` = ``(col, row)``.
     """
 
     def __init__(self, obj):
@@ -231,8 +246,9 @@ class UedAccessor:
         mod : int
             Order of the symmetry; a divisor of 360.
         center : array_like or xarray.DataArray, optional
-            Rotation centre ``(col, row)`` (as :func:`uedflow.nfold`), or per-frame centres
-            (a DataArray with ``coord`` labelled ``row``, ``col``). Default: the array centre.
+            Rotation centre ``(row, col)`` (as :meth:`autocenter` returns it; the drop-in
+            :func:`uedflow.nfold` takes ``(x, y)`` instead), or per-frame centres (a
+            DataArray with ``coord`` labelled ``row``, ``col``). Default: the array centre.
         mask : array_like of bool, shape (y, x), optional
             True on valid pixels.
         fill_value : float, optional
@@ -252,7 +268,8 @@ class UedAccessor:
             plans = Plans(_nfold_plan, (shape, mod, mask, fill_value), per_frame=True)
             params = (_centers(center, stack, ["col", "row"]),)
         else:
-            plans, params = Plans(NFoldPlan, (shape, mod, center, mask, fill_value)), ()
+            plans = Plans(NFoldPlan, (shape, mod, _xy(center), mask, fill_value))
+            params = ()
         data = map_frames(stack, _nfold_frame, plans, params=params, name="nfold")
         return stack.copy(data=data)
 
@@ -262,8 +279,9 @@ class UedAccessor:
         Parameters
         ----------
         center : array_like or xarray.DataArray
-            Centre ``(x, y)`` = ``(col, row)`` (as :func:`uedflow.azimuthal_average`), or
-            per-frame centres (a DataArray with ``coord`` labelled ``row``, ``col``).
+            Centre ``(row, col)`` (as :meth:`autocenter` returns it; the drop-in
+            :func:`uedflow.azimuthal_average` takes ``(x, y)`` instead), or per-frame centres
+            (a DataArray with ``coord`` labelled ``row``, ``col``).
         mask : array_like of bool, shape (y, x), optional
             True on valid pixels.
         angular_bounds : 2-tuple of float, optional
@@ -294,7 +312,9 @@ class UedAccessor:
             params = (_centers(center, stack, ["col", "row"]),)
             radius = np.arange(int(np.rint(np.hypot(shape[0] - 1, shape[1] - 1))) + 1)
         else:
-            plans = Plans(AzimuthalPlan, (shape, center, mask, angular_bounds, trim))
+            if center is None:
+                raise ValueError("center: azimuthal_average needs a centre (row, col)")
+            plans = Plans(AzimuthalPlan, (shape, _xy(center), mask, angular_bounds, trim))
             params = ()
             radius = plans.plan.radius[:-1]
             if trim:
@@ -313,7 +333,7 @@ class UedAccessor:
         mask : array_like of bool, shape (y, x), optional
             True on valid pixels.
         center : array_like or xarray.DataArray, optional
-            Centre ``(row, col)`` (as :func:`uedflow.bragg_peaks`), or per-frame centres (a
+            Centre ``(row, col)`` (as :func:`uedflow.bragg_peaks` too), or per-frame centres (a
             DataArray with ``coord`` labelled ``row``, ``col``). Default: each frame's
             :func:`uedflow.autocenter`.
         min_dist : float, optional
@@ -333,7 +353,7 @@ class UedAccessor:
             data = map_frames(stack, func, mask, params=(_centers(center, stack, ROW_COL),),
                               out={}, dtype=object, name="bragg-peaks")
         else:
-            center = None if center is None else tuple(float(c) for c in center)
+            center = None if center is None else _xy(center)[::-1]
             data = map_frames(stack, func, mask, center, out={}, dtype=object,
                               name="bragg-peaks")
         return wrap(data, stack, name="peaks")
