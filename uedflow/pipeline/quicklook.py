@@ -290,14 +290,19 @@ def _dynamics(ds):
 
 def _masked_text(ds, valid):
     """Masked fraction of the frame (%), and of each part of the mask when recorded."""
-    text = f"{100 * (1 - valid.mean()):.1f} % of the frame"
+    text = f"{_percent(1 - valid.mean())} of the frame"
     parts = _provenance(ds).get("mask", {})
     parts = {name.replace("_", " "): value for name, value in parts.items()
              if name != "total" and isinstance(value, (int, float)) and value > 0}
     if parts:
-        text += " (" + ", ".join(f"{name} {100 * value:.1f} %"
+        text += " (" + ", ".join(f"{name} {_percent(value)}"
                                  for name, value in parts.items()) + ")"
     return text
+
+
+def _percent(fraction):
+    """A fraction in %, to 0.1 %; "< 0.1 %" when positive but smaller."""
+    return "< 0.1 %" if 0 < fraction < 0.0005 else f"{100 * fraction:.1f} %"
 
 
 def _symmetric_limit(values):
