@@ -29,18 +29,69 @@ def _smooth(image, weight, sigma):
         return np.where(den > 1e-3, num / den, np.nan)
 
 
-def find_beam_block(image, mask=None, *, contrast=0.1, min_area=None):
+def _keep(labels, n, min_area, test):
+    """Union of the labelled regions of at least ``min_area`` pixels that pass ``test``."""
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    kept = np.zeros(labels.shape, bool)
+    for k in np.flatnonzero(areas >= min_area):
+        if k == 0:
+            continue
+        region = labels == k
+        distance = ndi.distance_transform_edt(~region)
+        if test(region, (distance > 2) & (distance <= 8)):
+            kept |= region
+    return kept
+
+
+def _radial_level(image, known, radius):
+    """Median of ``image`` over the ``known`` pixels of every integer ``radius`` (NaN where
+    none)."""
+    index = np.arange(radius.max() + 1)
+    level = np.asarray(ndi.median(image, np.where(known, radius, -1), index), float)
+    return np.where(np.isfinite(level), level, np.nan)
+
+
+def _dark_for_its_radius(image, smooth, known, radius, level, min_area):
+    """Regions darker than a quarter of the median ``level`` of their radius (a stick, a
+    block that lets a little through), and the central disk: every radius up to R darker
+    than a quarter of all the radii R + 2 to R + 12 (a bright ring is narrower)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = smooth / level[radius]
+    labels, n = ndi.label(known & (ratio < 0.25), np.ones((3, 3)))
+    block = _keep(labels, n, min_area,
+                  lambda region, shell: np.nanmean(ratio[shell & known]) > 0.6)
+    level = np.nan_to_num(level)
+    ahead = np.zeros_like(level)
+    ahead[:-2] = ndi.minimum_filter1d(level, 11, origin=-5)[2:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        contrast = np.nan_to_num(ahead / np.maximum.accumulate(np.maximum(level, 0)),
+                                 posinf=0.0)
+    inner = int(np.argmax(contrast))
+    if inner > 2 and contrast[inner] >= 4:
+        block |= known & (radius <= inner + 1) & (image < 0.25 * ahead[inner])
+    return block
+
+
+def find_beam_block(image, mask=None, center=None, *, contrast=0.1, min_area=None):
     """The beam block: large, connected regions much darker than the pattern about them.
 
-    The mean pattern is smoothed (Gaussian, :data:`BLOCK_SIGMA` px) and its dark level
-    ``floor`` (0.1 percentile) and typical level ``level`` (median) are taken. Connected
-    regions darker than ``floor + contrast * (level - floor)`` are beam-block candidates; a
-    candidate is kept if it covers at least ``min_area`` pixels and the pattern just outside it
-    (a shell 2 to 8 px away) is brighter than inside by at least 30 % of ``level - floor`` (a
-    dim, smoothly fading corner is not). The edge is then refined within :data:`BLOCK_BAND` px
-    on the pattern smoothed by 1 px: a pixel belongs to the block if it is darker than half-way
-    between ``floor`` and the level of the non-block pixels about it. Holes are filled and the
-    block is grown by one pixel (its penumbra).
+    The mean pattern is smoothed (Gaussian, :data:`BLOCK_SIGMA` px). Candidates are kept if
+    they cover at least ``min_area`` pixels and the pattern just outside them (a shell 2 to
+    8 px away) is much brighter than inside (a dim, smoothly fading corner is not):
+
+    * regions darker than ``floor + contrast * (level - floor)``, with ``floor`` the 0.1
+      percentile and ``level`` the median of the smoothed pattern: a block that stops every
+      electron. They are grown to the pixels connected to them within 5 noise levels of the
+      block's own level, which becomes the zero of what follows (a dark offset that was not
+      subtracted);
+    * with a ``center``, regions darker than a quarter of the median of their radius (a
+      stick across bright rings, a block that lets a few % through), and the central disk
+      where the innermost radii are darker than a quarter of all the radii just outside.
+
+    The edge is refined within :data:`BLOCK_BAND` px, on the pattern smoothed by 1.5 px: a
+    pixel connected to the block belongs to it if it is darker than half of what is expected
+    there (the median of its radius with a ``center``; else the non-block pixels about it).
+    Holes are filled and the block is grown by one pixel (its penumbra).
 
     Parameters
     ----------
@@ -49,9 +100,11 @@ def find_beam_block(image, mask=None, *, contrast=0.1, min_area=None):
         the dark offset.
     mask : ndarray of bool, shape (N, M), optional
         True on valid pixels; invalid ones (hot pixels, a known mask) are ignored.
+    center : tuple of float, optional
+        Pattern centre ``(row, col)``, e.g. from :func:`uedflow.autocenter`.
     contrast : float, optional
         Fraction of the way from the dark level to the median below which pixels are
-        candidates.
+        candidates of the first kind.
     min_area : int, optional
         Smallest block (pixels); default ``max(64, 5e-4 * N * M)``.
 
@@ -88,28 +141,34 @@ def find_beam_block(image, mask=None, *, contrast=0.1, min_area=None):
     if not span > 0:
         return none
     labels, n = ndi.label(known & (smooth <= floor + contrast * span), np.ones((3, 3)))
-    if n == 0:
-        return none
-    areas = np.bincount(labels.ravel(), minlength=n + 1)
-    core = none.copy()
-    for k in np.flatnonzero(areas >= min_area):
-        if k == 0:
-            continue
-        region = labels == k
-        distance = ndi.distance_transform_edt(~region)
-        shell = known & (distance > 2) & (distance <= 8)
-        if shell.any() and smooth[shell].mean() - smooth[region].mean() >= 0.3 * span:
-            core |= region
+    core = _keep(labels, n, min_area, lambda region, shell: (
+        (shell & known).any()
+        and smooth[shell & known].mean() - smooth[region].mean() >= 0.3 * span))
+    zero = 0.0
+    if core.any():
+        zero = np.median(smooth[core])
+        noise = 1.4826 * np.median(np.abs(smooth[core] - zero))
+        reach = known & (smooth <= zero + max(contrast * (level - zero), 5 * noise))
+        core = ndi.binary_propagation(core, np.ones((3, 3)), reach)
+    image = image - zero
+    smooth = smooth - zero
+    if center is not None:
+        yy, xx = np.indices(image.shape)
+        radius = np.rint(np.hypot(yy - center[0], xx - center[1])).astype(np.intp)
+        radial = _radial_level(image, known & ~core, radius)
+        core |= _dark_for_its_radius(image, smooth, known, radius, radial, min_area)
     if not core.any():
         return none
-    # refine the edge: within a band about the core, against the local non-block level
     band = (ndi.distance_transform_edt(~core) <= BLOCK_BAND) & ~core & valid
-    outside = _smooth(image, valid & ~core & ~band, BLOCK_SIGMA)
-    fine = _smooth(image, valid, 1.0)
+    if center is not None:
+        expected = np.nan_to_num(radial[radius], nan=level - zero)
+    else:
+        expected = np.nan_to_num(_smooth(image, valid & ~core & ~band, BLOCK_SIGMA),
+                                 nan=level - zero)
     with np.errstate(invalid="ignore"):
-        edge = band & (fine <= floor + 0.5 * (np.nan_to_num(outside, nan=level) - floor))
-    block = ndi.binary_fill_holes(core | edge)
-    return ndi.binary_dilation(block, np.ones((3, 3), bool))
+        edge = band & (_smooth(image, valid, 1.5) < 0.5 * expected)
+    block = ndi.binary_propagation(core, np.ones((3, 3)), core | edge)
+    return ndi.binary_dilation(ndi.binary_fill_holes(block), np.ones((3, 3), bool))
 
 
 def find_dead_pixels(image, noise, *, z=8.0, fraction=0.2):
