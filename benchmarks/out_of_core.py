@@ -137,7 +137,7 @@ def child(run, store, check_mask):
     mask = uedflow.diffread(Path(run) / meta["mask_file"]).astype(bool)
     stack = uedflow.open_stack(run)
     aligned = stack.ued.align(mask=mask, max_shift=MAX_SHIFT)
-    profiles = aligned.ued.azimuthal_average(center=(col, row), mask=mask)
+    profiles = aligned.ued.azimuthal_average(center=(row, col), mask=mask)
     bad = stack.ued.mask_from_collection(std_thresh=STD_THRESH)
     nframes = int(np.prod(stack.shape[:-2]))
     tasks = len(profiles.data.__dask_graph__()) + len(bad.data.__dask_graph__())

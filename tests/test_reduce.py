@@ -15,7 +15,7 @@ import tifffile
 import xarray as xr
 
 import uedflow
-from uedflow.datasets import diffraction_pattern, make_frame, make_run
+from uedflow.datasets import beam_block_mask, diffraction_pattern, make_frame, make_run
 from uedflow.io.runs import open_run
 from uedflow.pipeline import ReduceConfig, file_digest, reduce
 
@@ -97,19 +97,18 @@ def test_rejects_the_injected_frames_and_records_why(sample):
 
 
 def predicted_ring(ds, truth, i, ring):
-    """Mean over ``ring`` of the noise-free pattern of delay ``i``, normalised to its total
-    over the valid pixels, as reduce() normalises frames."""
+    """Mean over ``ring`` of the noise-free pattern of delay ``i``: the default normalisation
+    (within each delay) keeps the real change of intensity between delays."""
     pattern = diffraction_pattern(SHAPE, ds["center"].values, kind=truth["kind"],
                                   debye_waller=truth["debye_waller"][i],
                                   intensity=truth["counts"], background=truth["background"][i])
-    mask = ds["mask"].values
-    return pattern[ring & mask].mean() / pattern[mask].sum()
+    return pattern[ring & ds["mask"].values].mean()
 
 
 def test_recovers_the_debye_waller_dynamics(sample):
     ds, truth = sample["ds"], sample["truth"]
     r1, r2 = 0.28 * 256 - 7, 0.28 * 256 + 7  # the third ring, +-4 sigma
-    series = ds.ued.time_series(ring=(ds["center"].values, r1, r2)).values
+    series = ds.ued.time_series(ring=(ds["center"].values, r1, r2))["diffraction"].values
     recovered = series / series[:3].mean() - 1
     yy, xx = np.indices(SHAPE)
     row, col = ds["center"].values
@@ -118,9 +117,12 @@ def test_recovers_the_debye_waller_dynamics(sample):
     predicted = predicted / predicted[0] - 1
     assert predicted[-1] < -0.08  # a strong drop: the comparison means something
     np.testing.assert_allclose(recovered, predicted, atol=0.01)
-    # the radial profiles show it too, as their relative change
-    change = ds["radial_change"].sel(radius=slice(r1 + 4, r2 - 4)).mean("radius").values
+    # the radial profiles show it too, as their relative change, within their errors
+    window = slice(r1 + 4, r2 - 4)
+    change = ds["radial_change"].sel(radius=window).mean("radius").values
     assert np.all(change[:3] == pytest.approx(0, abs=0.01)) and change[-1] < -0.08
+    error = ds["radial_change_error"].sel(radius=window)
+    assert (error > 0).all() and (error < 0.05).all()
 
 
 def test_subtracts_the_darks(sample):
@@ -205,9 +207,9 @@ def test_time_series_regions(sample):
     region = np.zeros(SHAPE, dtype=bool)
     region[200:220, 30:60] = True
     expected = images[:, region & mask].mean(axis=1)
-    np.testing.assert_allclose(ds.ued.time_series(rect=(200, 220, 30, 60)).values, expected,
-                               rtol=1e-6)
-    disk = ds.ued.time_series(disk=((128, 128), 200)).values
+    series = ds.ued.time_series(rect=(200, 220, 30, 60))["diffraction"].values
+    np.testing.assert_allclose(series, expected, rtol=1e-6)
+    disk = ds.ued.time_series(disk=((128, 128), 200))["diffraction"].values
     np.testing.assert_allclose(disk, images[:, mask].mean(axis=1), rtol=1e-6)
     with pytest.raises(ValueError, match="exactly one of rect, disk or ring"):
         ds.ued.time_series()
@@ -306,16 +308,16 @@ def test_run_without_present_or_attrs(sample):
 # ------------------------------------------------------------------ reads, progress, frame errors
 
 class CountedReads:
-    """An array of frames ``(delay, scan, y, x)`` that counts the reads of each delay."""
+    """An array of frames ``(delay, scan, y, x)`` that counts the reads of each frame."""
 
     def __init__(self, frames):
         self.frames, self.shape, self.dtype, self.ndim = frames, frames.shape, frames.dtype, 4
-        self.reads = np.zeros(frames.shape[0], int)
+        self.reads = np.zeros(frames.shape[:2], int)
 
     def __getitem__(self, index):
         block = self.frames[index]
         if block.size:
-            self.reads[index[0]] += 1
+            self.reads[index[:2]] += 1
         return block
 
 
@@ -339,10 +341,13 @@ def counted(run):
 def test_reads_the_run_once_for_the_analysis_and_once_for_the_outputs(small):
     run, source = counted(small["run"])
     ds = reduce(run, small["config"])
-    # delay 0 is also read for the reference and, before time zero, for the equilibrium
-    np.testing.assert_array_equal(source.reads[1:], 1)
+    # once for the statistics; the sample of the mask (here every frame: fewer than SAMPLE)
+    # and the equilibrium (the delay before time zero) once more
+    expected = np.full(run.shape[:2], 2)
+    expected[0] += 1
+    np.testing.assert_array_equal(source.reads, expected)
     ds.compute()
-    np.testing.assert_array_equal(source.reads[1:], 2)
+    np.testing.assert_array_equal(source.reads, expected + 1)
     assert not ds["rejected"].values.any()
 
 
@@ -359,15 +364,6 @@ def test_rejects_a_frame_unlike_the_others_by_its_correlation(small):
     assert rejected_frames(ds) == {(3, 2)}
     (reasons,) = json.loads(ds.attrs["uedflow"])["rejected"]
     assert reasons[:2] == [2.0, 2] and "correlation" in reasons[2]
-
-
-def test_a_frame_that_fails_registration_is_named(small):
-    frames = small["run"].values.astype(np.float32)
-    frames[2, 1] = np.nan
-    with pytest.raises(ValueError, match=r"frame delay=1, scan=1.*: .*NaN"):
-        reduce(small["run"].copy(data=frames), {**small["config"],
-                                                "mask": {**small["config"]["mask"],
-                                                         "from_collection": "none"}})
 
 
 def test_bad_bounds_are_named(small):
@@ -393,4 +389,139 @@ def test_progress_names_each_step_on_threads_and_on_a_distributed_client(small, 
     assert [line for line in out.splitlines() if line.startswith("reduce:")] == steps
     assert "100% Completed" in out  # distributed's progress bar
     for name, values in local.compute().data_vars.items():
+        np.testing.assert_array_equal(values.values, remote[name].values, err_msg=name)
+
+
+# ------------------------------------------------------------------ physics of the defaults
+
+def with_gain(run, factors, dark_level):
+    """``run`` with the beam intensity of every delay multiplied by ``factors`` (the dark
+    offset kept): a real change of the total intensity between delays."""
+    frames = run.values.astype(float) - dark_level
+    frames *= np.asarray(factors, float)[:, None, None, None]
+    return run.copy(data=np.rint(frames + dark_level).astype(np.float32))
+
+
+def test_normalisation_keeps_a_real_change_of_intensity_between_delays(small):
+    """Within each delay (the default), a 20 % rise of every frame of the last delay is
+    kept as ΔI/I = +20 % on top of the dynamics; across the run ("run"), it is divided out."""
+    base = reduce(small["run"], small["config"]).compute()
+    factors = [1.0, 1.0, 1.0, 1.2]
+    run = with_gain(small["run"], factors, small["truth"]["dark_level"])
+    kept = reduce(run, small["config"]).compute()
+    flat = reduce(run, {**small["config"], "normalize": {"mode": "run"}}).compute()
+    mask = base["radial_change_error"].values[-1] < 0.02
+    expected = (1 + base["radial_change"].values[-1]) * 1.2 - 1
+    np.testing.assert_allclose(kept["radial_change"].values[-1][mask], expected[mask],
+                               atol=0.01)
+    assert abs(np.median(flat["radial_change"].values[-1][mask] - expected[mask])) > 0.1
+    # and the beam fluctuations within a delay are still normalised out
+    assert np.ptp(kept["scale"].values[-1]) < 0.05
+
+
+def test_frames_with_nan_on_valid_pixels_are_rejected_and_named(small):
+    frames = small["run"].values.astype(np.float32)
+    frames[2, 1] = np.nan
+    frames[1, 3, 40:50, 60:70] = np.nan  # a NaN patch in one frame
+    ds = reduce(small["run"].copy(data=frames), small["config"])
+    assert rejected_frames(ds) == {(2, 1), (1, 3)}
+    provenance = json.loads(ds.attrs["uedflow"])
+    named = {name: why for name, why in provenance["rejected_files"].items()}
+    assert any("scan_001_delay_002.tif" in name and why == ["nonfinite"]
+               for name, why in named.items())
+    assert np.isfinite(ds["diffraction"].values[:, ds["mask"].values]).all()
+
+
+def test_nan_pixels_covered_by_the_mask_just_work(small, tmp_path):
+    """Float frames with NaN at the same dead pixels in every frame, masked by a file."""
+    frames = small["run"].values.astype(np.float32)
+    frames[..., 70:72, :] = np.nan
+    mask = tifffile.imread(small["config"]["mask"]["file"]).astype(np.uint8)
+    mask[70:72, :] = 0
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    ds = reduce(small["run"].copy(data=frames), {"mask": {"file": str(tmp_path / "mask.tif")}})
+    assert not ds["rejected"].values.any()
+    assert not ds["mask"].values[70:72].any() and ds["mask"].values.mean() > 0.8
+
+
+def test_an_empty_first_frame_is_not_the_reference(small):
+    frames = small["run"].values.copy()
+    frames[0, 0] = 0
+    ds = reduce(small["run"].copy(data=frames), small["config"])
+    provenance = json.loads(ds.attrs["uedflow"])
+    assert provenance["reference_frame"].startswith("delay=-1, scan=1")
+    assert (0, 0) in rejected_frames(ds)
+
+
+def test_units_and_long_names_on_every_variable_and_coordinate(small):
+    ds = reduce(small["run"], small["config"])
+    for name in (*ds.data_vars, *ds.coords):
+        assert {"units", "long_name"} <= set(ds[name].attrs), name
+    assert ds["delay"].attrs["units"] == "ps" and ds["radius"].attrs["units"] == "px"
+    assert ds["radial_change"].attrs["units"] == "1"
+
+
+def test_mask_parts_are_recorded(small):
+    ds = reduce(small["run"], small["config"])
+    parts = json.loads(ds.attrs["uedflow"])["mask"]
+    mask = ds["mask"].values
+    assert parts["total"] == pytest.approx(1 - mask.mean(), abs=1e-6)
+    assert parts["file"] > 0 and parts["total"] >= parts["file"]
+    assert parts["total"] == pytest.approx(sum(v for k, v in parts.items() if k != "total"),
+                                           abs=1e-5)
+
+
+def test_beam_block_found_without_a_mask_file(tmp_path):
+    """No mask file: the beam block is found from the structure of the mean pattern, and
+    isolated hot pixels cost only themselves, not squares as wide as the drift."""
+    path = tmp_path / "run"
+    meta = make_run(path, shape=(256, 256), delays=[-1.0, 1.0, 2.0], n_scans=4, drift=0.5,
+                    n_darks=2, seed=4)
+    (path / "mask.tif").unlink()
+    block = ~beam_block_mask((256, 256), tuple(meta["truth"]["center"]))
+    ds = reduce(open_run(path))
+    mask = ds["mask"].values
+    assert not (mask & block).sum() > 0.01 * block.sum()
+    assert (~mask).mean() <= 2 * (block.mean() + 1e-3)
+    assert json.loads(ds.attrs["uedflow"])["mask"]["beam_block"] > 0.5 * block.mean()
+
+
+def test_errors_are_the_spread_of_the_kept_scans(small):
+    ds = reduce(small["run"], small["config"]).compute()
+    error = ds["diffraction_error"].values
+    mask = ds["mask"].values
+    assert np.isfinite(error[:, mask]).all() and np.isnan(error[:, ~mask]).all()
+    assert (ds["radial_error"].values > 0).all()
+    assert (ds["error_correlation"].values >= 1).all() and (ds["error_correlation"] <= 4).all()
+
+
+def test_pump_off_reference(tmp_path):
+    path = tmp_path / "run"
+    make_run(path, shape=(128, 128), delays=[-1.0, 0.5, 1.0, 4.0], n_scans=4, drift=0.3,
+             n_darks=2, seed=6, layout="lab", dw_amplitude=4.0)
+    run = open_run(path)
+    assert len(run.attrs["pump_off"]) == 4
+    before = reduce(run).compute()
+    off = reduce(run, {"dynamics": {"reference": "pump_off"}}).compute()
+    assert {"pump_off", "pump_off_error"} <= set(before.data_vars)
+    provenance = json.loads(off.attrs["uedflow"])
+    assert all(f in provenance["inputs"]["files"] for f in run.attrs["pump_off"])
+    np.testing.assert_array_equal(off["equilibrium"].values, off["pump_off"].values)
+    # both references see the same dynamics, within the errors
+    window = slice(30, 40)
+    a = before["radial_change"].sel(radius=window).mean("radius").values
+    b = off["radial_change"].sel(radius=window).mean("radius").values
+    e = off["radial_change_error"].sel(radius=window).mean("radius").values
+    assert a[-1] < -0.05 and np.all(np.abs(a - b) < 4 * e + 0.005)
+
+
+def test_bit_identical_on_threads_and_worker_processes(small):
+    """Frame statistics use no BLAS: worker processes (one BLAS thread each) give the same
+    bits as threads."""
+    local = reduce(small["run"], small["config"]).compute()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        remote = reduce(small["run"], small["config"]).compute()
+    for name, values in local.data_vars.items():
         np.testing.assert_array_equal(values.values, remote[name].values, err_msg=name)

@@ -540,16 +540,27 @@ def _known_rejections(config, present, scans):
     return reasons
 
 
-def _relative_totals(total, usable):
-    """Totals relative to the median of their delay's usable frames (of the run's, for a
-    delay with fewer than 3): a real change of the total intensity between delays is physics,
-    not a bad frame."""
-    overall = np.median(total[usable])
-    relative = total / overall - 1
+#: With fewer than 3 usable frames a delay has no majority: its frames are rejected for their
+#: total only if it is this far (relative) from the run's median (the beam lost, say).
+GROSS_INTENSITY = 0.5
+
+
+def _intensity_outliers(total, usable, z):
+    """Frames whose total is an outlier among the usable frames of its delay: robust
+    z-scores of the total relative to the delay's median, with the spread of all such
+    relative totals of the run; a real change of the total intensity between delays is
+    physics, not a bad frame. Delays with fewer than 3 usable frames: see
+    :data:`GROSS_INTENSITY`."""
+    relative = np.zeros(total.shape)
+    judged = np.zeros(total.shape, bool)
     for i, use in enumerate(usable):
         if use.sum() >= 3:
             relative[i] = total[i] / np.median(total[i, use]) - 1
-    return relative
+            judged[i] = use
+    out = usable & ~judged & (np.abs(total / np.median(total[usable]) - 1) > GROSS_INTENSITY)
+    if judged.any():
+        out |= judged & (np.abs(_robust_z(relative, judged, INTENSITY_FLOOR)) > z)
+    return out
 
 
 def _frame_rejections(config, reasons, shifts, total, correlation, max_shift,
@@ -566,9 +577,7 @@ def _frame_rejections(config, reasons, shifts, total, correlation, max_shift,
     bad |= (np.abs(shifts) >= int(max_shift)).any(axis=-1)  # at the edge of the search window
     reasons["shift"] = bad & usable
     usable &= ~bad
-    relative = _relative_totals(total, usable)
-    reasons["intensity"] = usable & (np.abs(_robust_z(relative, usable, INTENSITY_FLOOR))
-                                     > config.intensity_z)
+    reasons["intensity"] = _intensity_outliers(total, usable, config.intensity_z)
     reasons["correlation"] = usable & (-_robust_z(correlation, usable, CORRELATION_FLOOR)
                                        > config.correlation_z)
     return reasons
