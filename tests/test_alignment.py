@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 from skimage.registration import phase_cross_correlation
 
 from uedflow.datasets import beam_block_mask, default_center, hot_pixel_positions, make_frame
-from uedflow.image.alignment import AlignPlan, translate, align, ialign, itrack_peak
+from uedflow.image.alignment import AlignPlan, align, ialign, itrack_peak, translate
 
 SHAPE = (256, 256)
 CENTER = default_center(SHAPE)

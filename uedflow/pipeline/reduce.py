@@ -309,8 +309,8 @@ def detector_mask(run, config, dark, gain, present, *, progress=False):
     bad = None
     if source != "none":
         stack = _open_frames(run.attrs["darks"], shape, "dark") if source == "darks" else run
-        bad = stack.ued.mask_from_collection(config.mask.px_thresh,
-                                             config.mask.std_thresh).data
+        bounds = config.mask.px_thresh or (-np.inf, np.inf)
+        bad = stack.ued.mask_from_collection(bounds, config.mask.std_thresh).data
     sample = _sample(present)
     frames = [da.blockwise(_correct, "yx", run.data[i, s], "yx", _shared(dark), None,
                            _shared(gain), None, dtype=np.float32) for i, s in sample]
