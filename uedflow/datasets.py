@@ -33,6 +33,7 @@ are valid, as in scikit-ued.
 import json
 import math
 import pathlib
+import re
 
 import numpy as np
 import tifffile
@@ -449,6 +450,21 @@ def _frame_name(layout, s, delay_index, delay):
     return f"scan_{s:03d}_delay_{delay_index:03d}.tif"
 
 
+#: The names of the files :func:`make_run` writes, relative to the run directory.
+_MAKE_RUN_FILES = re.compile(
+    r"scan_\d{3,}_delay_\d{3,}\.tif|scan_\d{4,}/pumpon_[+-]\d{3,}\.\d{3}ps\.tif"
+    r"|pump_off/pumpoff_\d{4,}\.tif|dark_image/dark_\d{3,}\.tif|mask\.tif")
+
+
+def _written_by_make_run(path, name):
+    """Whether ``name`` (from a run's ``run.json``) is a file that :func:`make_run` writes in
+    ``path``: one of its own names, a regular file, inside ``path``. Only those are replaced."""
+    if not isinstance(name, str) or not _MAKE_RUN_FILES.fullmatch(name):
+        return False
+    file = path / name
+    return file.is_file() and not file.is_symlink() and not file.parent.is_symlink()
+
+
 def _dark_frame(shape, level, hot, seed):
     """A dark frame: detector offset, Gaussian read noise and the hot pixels."""
     rng = np.random.default_rng(seed)
@@ -519,7 +535,10 @@ def make_run(
         with one pump-off frame per scan in ``pump_off/pumpoff_{s + 1:04d}.tif``. Lab delays
         must have at most 3 decimals (fs resolution).
     overwrite : bool, optional
-        Replace an existing run in ``path``; otherwise refuse with FileExistsError.
+        Replace an existing run in ``path``; otherwise refuse with FileExistsError. Only the
+        files of the old run that ``make_run`` writes are removed: those of its own naming
+        scheme (below), inside ``path``; any other file, even one that the old ``run.json``
+        names, is left alone.
 
     Returns
     -------
@@ -592,10 +611,11 @@ def make_run(
                 f"{path} already holds a run ({meta_file}); pass overwrite=True to replace it"
             )
         old = json.loads(meta_file.read_text())
-        meta_file.unlink()
         names = [f for row in old.get("files", []) for f in row] + [old.get("mask_file")]
-        stale = [path / name for name in names if name and (path / name).is_file()]
-        stale += [*path.glob("dark_image/dark_*.tif"), *path.glob("pump_off/pumpoff_*.tif")]
+        names += [p.relative_to(path).as_posix() for p in
+                  [*path.glob("dark_image/dark_*.tif"), *path.glob("pump_off/pumpoff_*.tif")]]
+        stale = [path / name for name in names if _written_by_make_run(path, name)]
+        meta_file.unlink()
         for file in stale:
             file.unlink()
         for folder in {file.parent for file in stale} - {path}:

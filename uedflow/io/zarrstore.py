@@ -5,8 +5,15 @@ A store written by uedflow is an xarray-compatible zarr v3 group holding one var
 with the stack's coordinates beside it. The group attribute ``uedflow`` records the source and
 whether the write completed: :func:`uedflow.open_stack` refuses a store whose write was
 interrupted, so an incomplete store never passes for a complete one.
+
+Every chunk file, frames and coordinates alike, is written (even when it holds only zeros) and
+recorded with its size and CRC-32 (see :mod:`uedflow.io.safety`): :func:`verify_store
+<uedflow.io.safety.verify_store>` finds a missing, truncated or corrupt one. ``to_zarr`` writes
+under the store's writer lock, never over or inside its inputs, and replaces only a store it
+wrote.
 """
 
+import glob
 import os
 from dataclasses import dataclass
 
@@ -14,7 +21,19 @@ import dask
 import dask.array as da
 import xarray as xr
 
+from ..errors import IncompleteStoreError
 from .lazy import RUN_ATTRS, VARIABLE, open_stack
+from .safety import (
+    RecordingStore,
+    clear_store,
+    is_vacant,
+    refuse_overlap,
+    seal_records,
+    writer_lock,
+)
+
+#: Version of the layout of the stores ``to_zarr`` writes (2: chunk checksums).
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +77,8 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
     clevel : int, optional
         zstd compression level (1 fastest, 9 smallest).
     overwrite : bool, optional
-        Replace an existing store. By default an existing store is an error.
+        Replace an existing store that uedflow wrote (never anything else, see
+        :mod:`uedflow.io.safety`). By default an existing store is an error.
     progress : bool, optional
         Show a progress bar (dask's threaded or process schedulers).
 
@@ -70,7 +90,13 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
     Raises
     ------
     FileExistsError
-        If ``store`` exists and ``overwrite`` is False.
+        If ``store`` exists and ``overwrite`` is False, or is not a store uedflow wrote
+        (:class:`~uedflow.errors.UnsafeDeleteError` if it holds anything else uedflow does
+        not write, named in the message).
+    uedflow.errors.InputOverlapError
+        If ``store`` is, contains or is inside the stack's source (run directory or files).
+    uedflow.errors.StoreLockedError
+        If another process is writing ``store``.
 
     Examples
     --------
@@ -88,27 +114,66 @@ def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
     import zarr
 
     store = os.path.abspath(os.fspath(store))
-    if os.path.exists(store) and not overwrite:
-        raise FileExistsError(f"The zarr store '{store}' already exists (use overwrite=True)")
     if not isinstance(stack, xr.DataArray):
         stack = open_stack(stack)
+    refuse_overlap(store, stack_inputs(stack))
+    _refuse_existing(store, overwrite)
     # whole frames per dask chunk, so that every dask chunk covers whole zarr chunks
     stack = stack.copy(data=da.asarray(stack.data).rechunk({-2: -1, -1: -1}))
     frame_chunks = (1,) * (stack.ndim - 2) + stack.shape[-2:]
-    info = {"complete": False, "source": str(stack.attrs.get("source", "")),
+    info = {"complete": False, "format": FORMAT, "source": str(stack.attrs.get("source", "")),
             "variable": VARIABLE,
             "run": {key: stack.attrs[key] for key in RUN_ATTRS if key in stack.attrs}}
     ds = stack.rename(VARIABLE).to_dataset()
     ds.attrs = {"uedflow": info}
     encoding = {VARIABLE: {"chunks": frame_chunks, "compressors": (blosc_zstd(clevel),)}}
-    writer = ds.to_zarr(store, mode="w", zarr_format=3, consolidated=False, compute=False,
-                        encoding=encoding)
-    compute(writer, progress=progress)
-    group = zarr.open_group(store, mode="r+")
-    group.attrs["uedflow"] = {**info, "complete": True}
+    with writer_lock(store):
+        _refuse_existing(store, overwrite)
+        clear_store(store)
+        target = RecordingStore(store)
+        zarr.open_group(target, mode="a", zarr_format=3, attributes=ds.attrs)  # marker first
+        writer = ds.to_zarr(target, mode="a", zarr_format=3, consolidated=False, compute=False,
+                            encoding=encoding, write_empty_chunks=True)
+        compute(writer, progress=progress)
+        problems = seal_records(store)
+        if problems:
+            raise IncompleteStoreError(f"The zarr store '{store}' is missing {len(problems)} "
+                                       f"chunks after writing, e.g. {problems[0]}")
+        group = zarr.open_group(store, mode="r+")
+        group.attrs["uedflow"] = {**info, "complete": True}
     array = group[VARIABLE]
     return ZarrReport(store=store, shape=tuple(array.shape), dtype=str(array.dtype),
                       nbytes=int(array.nbytes), stored_bytes=int(array.nbytes_stored()))
+
+
+def stack_inputs(stack):
+    """The files and directories a stack reads: its source, frame files, darks, flats and
+    pump-off frames (the paths that exist).
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        As :func:`uedflow.open_stack` or :func:`uedflow.open_run` return it.
+
+    Returns
+    -------
+    paths : list of str
+    """
+    source = str(stack.attrs.get("source", ""))
+    paths = [source]
+    if glob.has_magic(source) and not os.path.exists(source):
+        fixed = source[:min(source.find(c) for c in "*?[" if c in source)]
+        paths = [os.path.dirname(fixed)]
+    if "file" in stack.coords:
+        paths += [str(f) for f in stack.coords["file"].values.ravel() if os.path.isabs(str(f))]
+    for key in ("darks", "flats", "pump_off"):
+        paths += [str(p) for p in stack.attrs.get(key, [])]
+    return [p for p in dict.fromkeys(paths) if p and os.path.exists(p)]
+
+
+def _refuse_existing(store, overwrite):
+    if os.path.exists(store) and not overwrite and not is_vacant(store):
+        raise FileExistsError(f"The zarr store '{store}' already exists (use overwrite=True)")
 
 
 def compute(*collections, progress=False):

@@ -14,14 +14,22 @@ the write and what it was made from:
 
 Each dask chunk of a large variable is one zarr chunk, stored as one file that zarr writes to a
 temporary name and renames into place: a chunk file is either whole or absent, even when the
-writing process is killed. On resume, the chunks whose files exist are skipped and only the
-missing ones are computed, so a write killed at any moment and run again ends with the same
-store as an uninterrupted one.
+writing process is killed. The process that wrote it (the writer or a ``distributed`` worker)
+then journals its size and CRC-32; once every chunk is written the journal becomes
+``.uedflow/checksums.json`` (see :mod:`uedflow.io.safety`). On resume, every recorded chunk is
+verified: the chunks whose files are whole and as recorded are skipped, missing, unrecorded or
+damaged ones are computed again (a damaged small, in-memory variable is rewritten), so a write
+killed at any moment and run again ends with the same store as an uninterrupted one. One
+process writes a store at a time (:func:`uedflow.io.safety.writer_lock`).
+
+:func:`open_reduced` checks that every chunk file is there with its recorded size (one
+``stat`` each) and reads every chunk through :class:`~uedflow.io.safety.VerifiedStore`: a
+chunk damaged later raises :class:`~uedflow.errors.DamagedStoreError` naming it.
 """
 
 import hashlib
 import json
-import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +38,17 @@ import numpy as np
 import xarray as xr
 
 from ..errors import IncompleteStoreError
+from ..io.safety import (
+    RecordingStore,
+    VerifiedStore,
+    chunk_problem,
+    chunk_records,
+    clear_store,
+    is_vacant,
+    seal_records,
+    verify_store,
+    writer_lock,
+)
 from ..io.zarrstore import _distributed_client, blosc_zstd, compute
 
 __all__ = ["StoreReport", "existing_state", "open_reduced", "read_state", "write_reduced"]
@@ -37,8 +56,8 @@ __all__ = ["StoreReport", "existing_state", "open_reduced", "read_state", "write
 #: Group attribute of a reduced store that records the state of its write.
 MARKER = "uedflow_reduced"
 
-#: Version of the reduced-store layout.
-FORMAT = 1
+#: Version of the reduced-store layout (2: chunk checksums).
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -59,7 +78,8 @@ def write_reduced(ds, store, *, resume=True, overwrite=False, progress=False):
 
     Coordinates and in-memory variables are written first, then every dask chunk of the lazy
     variables (each its own task, computed on the active scheduler); the store is marked
-    complete only after its last chunk is written.
+    complete only after its last chunk is written and every chunk's checksum is recorded. The
+    whole write holds the store's writer lock (:func:`uedflow.io.writer_lock`).
 
     Parameters
     ----------
@@ -69,18 +89,21 @@ def write_reduced(ds, store, *, resume=True, overwrite=False, progress=False):
     store : path-like
         Directory of the store (local or shared file system).
     resume : bool, optional
-        Finish an incomplete store written from the same configuration and input files,
-        computing only the chunks that are missing (the store keeps the ``attrs`` of its first
-        write). A complete store made from them is left as it is.
+        Finish or repair a store written from the same configuration and input files: every
+        recorded chunk is verified (size and CRC-32), and only the chunks that are missing or
+        damaged are computed again (a damaged in-memory variable is rewritten); the store
+        keeps the ``attrs`` of its first write. A complete, undamaged store is left as it is.
     overwrite : bool, optional
-        Replace an existing reduced store (never anything else).
+        Replace an existing reduced store (never anything else: a store holding files uedflow
+        does not write is refused, see :mod:`uedflow.io.safety`).
     progress : bool, optional
         Show a progress bar (and, with a ``distributed`` client, the dashboard link).
 
     Returns
     -------
     report : StoreReport
-        Numbers of chunks written and of chunks skipped because they were already written.
+        Numbers of chunks written and of chunks skipped because they were already written
+        (and verified).
 
     Raises
     ------
@@ -90,56 +113,95 @@ def write_reduced(ds, store, *, resume=True, overwrite=False, progress=False):
     ValueError
         If ``store`` was started from a different configuration, different input files
         or a different data layout, and ``overwrite`` is False.
+    uedflow.errors.StoreLockedError
+        If another process is writing ``store``.
     """
     store = Path(store).absolute()
     ds = _prepare(ds)
     info = {"format": FORMAT, "config_digest": _config_digest(ds), "layout": _layout(ds)}
-    state = existing_state(store)
-    if state is not None and state["state"] != "started" and not overwrite:
-        if state["config_digest"] != info["config_digest"]:
-            raise ValueError(f"The store '{store}' was written with a different reduction "
-                             "config or from different input files; use overwrite=True "
-                             "(--overwrite) to replace it, or write to another path")
-        if state["layout"] != info["layout"]:
-            raise ValueError(f"The store '{store}' holds variables of other names, shapes, "
-                             "dtypes or chunks than this reduction; use overwrite=True "
-                             "(--overwrite) to replace it")
-        if not resume:
-            raise FileExistsError(f"The store '{store}' already exists; pass resume=True to "
-                                  "finish it or overwrite=True to replace it")
-    if state is None or state["state"] == "started" or overwrite:
-        _start(ds, store, info)
+    existing_state(store)  # refuse what is not a reduced store before creating anything
+    with writer_lock(store):
+        state = existing_state(store)
+        resuming = state is not None and state["state"] != "started" and not overwrite
+        if resuming:
+            _check_resumable(store, state, info, resume)
+            verified, rewritten = _repair(ds, store, info, state)
+        if not resuming or verified is None:
+            verified, rewritten = set(), 0
+            _start(ds, store, info)
 
-    writes, skipped = [], 0
-    for name, var in ds.data_vars.items():
-        if not var.chunks:
-            continue
-        done = var.data.map_blocks(_write_chunk, str(store), name, dtype=bool,
-                                   chunks=(1,) * var.ndim)
-        for index in np.ndindex(*var.data.numblocks):
-            if _chunk_file(store, name, index).exists():
-                skipped += 1
-            else:
-                writes.append(done.blocks[index].ravel())
-    if writes:
-        client = _distributed_client()
-        if progress and client is not None:
-            print(f"dask dashboard: {client.dashboard_link}")
-        compute(da.concatenate(writes), progress=progress)
-    for partial in store.rglob("*.partial"):  # temporary files of killed chunk writes
-        partial.unlink()
+        writes, skipped = [], 0
+        for name, var in ds.data_vars.items():
+            if not var.chunks:
+                continue
+            done = var.data.map_blocks(_write_chunk, str(store), name, dtype=bool,
+                                       chunks=(1,) * var.ndim)
+            for index in np.ndindex(*var.data.numblocks):
+                if _chunk_key(name, index) in verified:
+                    skipped += 1
+                else:
+                    writes.append(done.blocks[index].ravel())
+        if writes:
+            client = _distributed_client()
+            if progress and client is not None:
+                print(f"dask dashboard: {client.dashboard_link}")
+            compute(da.concatenate(writes), progress=progress)
+        for partial in store.rglob("*.partial"):  # temporary files of killed chunk writes
+            partial.unlink()
 
-    state = read_state(store)
-    if state["chunks_written"] != state["chunks_total"]:
-        raise IncompleteStoreError(
-            f"The store '{store}' is missing {state['chunks_total'] - state['chunks_written']} "
-            "chunks after writing; run the write again to resume it")
-    _set_state(store, {**info, "state": "complete"})
-    return StoreReport(str(store), written=len(writes), skipped=skipped)
+        problems = seal_records(store)
+        if problems:
+            raise IncompleteStoreError(
+                f"The store '{store}' is missing {len(problems)} chunks after writing (e.g. "
+                f"{problems[0]}); run the write again to resume it")
+        _set_state(store, {**info, "state": "complete"})
+    return StoreReport(str(store), written=len(writes) + rewritten, skipped=skipped)
+
+
+def _check_resumable(store, state, info, resume):
+    if state["config_digest"] != info["config_digest"]:
+        raise ValueError(f"The store '{store}' was written with a different reduction "
+                         "config or from different input files; use overwrite=True "
+                         "(--overwrite) to replace it, or write to another path")
+    if state["layout"] != info["layout"]:
+        raise ValueError(f"The store '{store}' holds variables of other names, shapes, "
+                         "dtypes or chunks than this reduction; use overwrite=True "
+                         "(--overwrite) to replace it")
+    if not resume:
+        raise FileExistsError(f"The store '{store}' already exists; pass resume=True to "
+                              "finish it or overwrite=True to replace it")
+
+
+def _repair(ds, store, info, state):
+    """Verify a store to resume: the chunk keys of its lazy variables that are whole and as
+    recorded (None if its metadata is damaged: start again), and the number of chunks of
+    damaged in-memory variables, rewritten here."""
+    import zarr
+
+    check = verify_store(store)
+    if any(problem.key.endswith("zarr.json") for problem in check.problems):
+        return None, 0
+    bad = {problem.key for problem in check.problems}
+    lazy = {name for name, var in ds.data_vars.items() if var.chunks}
+    small = sorted({problem.variable for problem in check.problems} - lazy)
+    if bad and state["state"] == "complete":
+        _set_state(store, {**info, "state": "writing"})  # a repair killed midway: incomplete
+    if small:
+        attrs = dict(zarr.open_group(store, mode="r").attrs)
+        for name in small:
+            xr.Dataset({name: ds[name].variable}, attrs=attrs).to_zarr(
+                RecordingStore(store), mode="a", zarr_format=3, consolidated=False,
+                write_empty_chunks=True)
+    verified = {_chunk_key(name, index) for name in lazy
+                for index in np.ndindex(*ds[name].data.numblocks)} - bad
+    return verified, sum(problem.variable in small for problem in check.problems)
 
 
 def open_reduced(store):
-    """Open a complete reduced store lazily.
+    """Open a complete reduced store lazily, every chunk checked as it is read.
+
+    Opening checks that every chunk file is there with the size recorded when it was written
+    (one ``stat`` each); reading a chunk checks its CRC-32.
 
     Parameters
     ----------
@@ -159,6 +221,9 @@ def open_reduced(store):
         If ``store`` is not a reduced uedflow store.
     IncompleteStoreError
         If its write was interrupted: the message says how to resume it.
+    uedflow.errors.DamagedStoreError
+        If a chunk file is missing or not of its recorded size (when opening), or its bytes
+        are corrupt (when it is read); the message names the variable and the chunk.
     """
     store = Path(store).absolute()
     if not store.exists():
@@ -171,7 +236,15 @@ def open_reduced(store):
             f"The reduced store '{store}' is incomplete ({state['chunks_written']} of "
             f"{state['chunks_total']} chunks written; an interrupted write?); resume it by "
             f"running the same reduction again: uedflow reduce RAW -o {store}")
-    ds = xr.open_zarr(store, consolidated=False, zarr_format=3)
+    if state.get("format", 1) < 2:
+        warnings.warn(f"The reduced store '{store}' was written by an older uedflow, without "
+                      "chunk checksums: its chunks are not verified", stacklevel=2)
+        source = store
+    else:
+        check = verify_store(store, checksums=False)
+        check.raise_if_damaged()
+        source = VerifiedStore(store, chunk_records(store), check.hint)
+    ds = xr.open_zarr(source, consolidated=False, zarr_format=3)
     del ds.attrs[MARKER]
     return ds
 
@@ -189,7 +262,8 @@ def read_state(store):
     state : dict or None
         ``state`` (``"started"``, ``"writing"`` or ``"complete"``), ``config_digest``,
         ``layout``, and ``chunks_written`` / ``chunks_total``: the chunks of the lazy
-        variables found on disk and expected.
+        variables written (recorded in the store's journal or checksums, and on disk with
+        their recorded size) and expected.
     """
     store = Path(store)
     try:
@@ -199,12 +273,14 @@ def read_state(store):
     state = meta.get("attributes", {}).get(MARKER) if isinstance(meta, dict) else None
     if not isinstance(state, dict):
         return None
+    records = chunk_records(store)
     written = total = 0
     for name, var in state["layout"].items():
         if var["lazy"]:
             grid = [range(-(-n // c)) for n, c in zip(var["shape"], var["chunks"], strict=True)]
             for index in np.ndindex(*map(len, grid)):
-                written += _chunk_file(store, name, index).exists()
+                key = _chunk_key(name, index)
+                written += chunk_problem(store / key, records.get(key), checksums=False) is None
                 total += 1
     return {**state, "chunks_written": written, "chunks_total": total}
 
@@ -220,7 +296,8 @@ def existing_state(store):
     Returns
     -------
     state : dict or None
-        As :func:`read_state`; None if nothing (or an empty directory) is there.
+        As :func:`read_state`; None if nothing (or an empty directory, or one that holds
+        only uedflow's lock) is there.
 
     Raises
     ------
@@ -228,7 +305,7 @@ def existing_state(store):
         If something else than a reduced store is there.
     """
     store = Path(store)
-    if not store.exists() or (store.is_dir() and not any(store.iterdir())):
+    if not store.exists() or is_vacant(store):
         return None
     state = read_state(store)
     if state is None:
@@ -241,16 +318,16 @@ def _write_chunk(block, store, name, block_info=None):
     """Write one dask chunk (one zarr chunk) of variable ``name``; return a done flag."""
     import zarr
 
-    # chunks equal to the fill value are stored too: a chunk's file marks it written
-    array = zarr.open_array(store, path=name, mode="r+").with_config(
+    # chunks equal to the fill value are stored too: every chunk has a file and a checksum
+    array = zarr.open_array(RecordingStore(store), path=name, mode="r+").with_config(
         {"write_empty_chunks": True})
     array[tuple(slice(*loc) for loc in block_info[0]["array-location"])] = block
     return np.ones((1,) * block.ndim, dtype=bool)
 
 
-def _chunk_file(store, name, index):
-    """Path of a chunk's file (zarr v3's default chunk key encoding, ``c/i/j/...``)."""
-    return Path(store, name, "c", *map(str, index))
+def _chunk_key(name, index):
+    """Key of a chunk's file (zarr v3's default chunk key encoding, ``c/i/j/...``)."""
+    return "/".join([name, "c", *map(str, index)])
 
 
 def _prepare(ds):
@@ -296,16 +373,16 @@ def _start(ds, store, info):
     """A new store: group, coordinates, in-memory variables, metadata of the lazy ones."""
     import zarr
 
-    if store.exists():
-        shutil.rmtree(store)
+    clear_store(store)  # an earlier store of uedflow's, exactly as uedflow writes them
+    target = RecordingStore(store)
     started = {MARKER: {**info, "state": "started"}}
-    zarr.open_group(store, mode="w", zarr_format=3, attributes=started)
+    zarr.open_group(target, mode="a", zarr_format=3, attributes=started)
     encoding = {name: {"compressors": (blosc_zstd(),)} for name in ds.variables}
     for name, var in ds.data_vars.items():
         if var.chunks:
             encoding[name]["chunks"] = var.data.chunksize
-    ds.assign_attrs(started).to_zarr(store, mode="a", zarr_format=3, consolidated=False,
-                                     compute=False, encoding=encoding)
+    ds.assign_attrs(started).to_zarr(target, mode="a", zarr_format=3, consolidated=False,
+                                     compute=False, encoding=encoding, write_empty_chunks=True)
     _set_state(store, {**info, "state": "writing"})
 
 
