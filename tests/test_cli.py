@@ -1,12 +1,25 @@
-"""The command line, called as users call it."""
+"""The command line, called as users call it: every failure one line on standard error."""
 
+import contextlib
+import importlib
+import io
+import os
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from uedflow import open_stack
+import uedflow.cli
+import uedflow.io.zarrstore
+from uedflow import open_stack, to_zarr
 from uedflow.cli import main
+from uedflow.datasets import make_run
 
 
 def test_demo_generates_opens_and_ingests(tmp_path, capsys):
@@ -42,3 +55,223 @@ def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "uedflow.cli", "--version"],
                             capture_output=True, text=True, check=True)
     assert result.stdout.startswith("uedflow ")
+
+
+# ---------------------------------------------------------------- one line per error
+
+def _main(argv, code):
+    """``main(argv)``: its exit status must be ``code``; return (stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main([str(a) for a in argv])
+    assert status == code, (status, out.getvalue(), err.getvalue())
+    return out.getvalue(), err.getvalue()
+
+
+def _one_line(err, *names):
+    """``err`` is one line that names every one of ``names``."""
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for name in names:
+        assert str(name) in err, (name, err)
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A small run: 3 delays x 2 scans of 32x32 frames, with a dark frame."""
+    make_run(tmp_path / "run", shape=(32, 32), delays=[-1.0, 0.0, 1.0], n_scans=2,
+             n_darks=1, seed=2)
+    return tmp_path / "run"
+
+
+def test_unreadable_folder_is_reported_by_info_and_stops_reduce(tmp_path, monkeypatch):
+    path = tmp_path / "lab"
+    make_run(path, shape=(32, 32), delays=[-1.0, 0.0, 1.0], n_scans=3, layout="lab", seed=1)
+    folder = path / "scan_0003"
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p=".": (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied", str(p))) if os.path.abspath(p) == str(folder)
+        else scandir(p))
+    out, _ = _main(["info", path], 0)
+    assert "present: 6 of 6 frames (0 missing, 1 bad)" in out
+    assert f"bad    : {folder}: cannot list the folder (Permission denied)" in out
+    _, err = _main(["reduce", path, "-o", tmp_path / "r.zarr", "-q"], 2)
+    _one_line(err, folder, "--skip-bad")
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_info_refuses_duplicate_delays_as_reduce_does(tmp_path):
+    path = tmp_path / "lab"
+    make_run(path, shape=(32, 32), delays=[-1.0, 1.0], n_scans=1, layout="lab", seed=1)
+    frame = path / "scan_0001" / "pumpon_+001.000ps.tif"
+    shutil.copy(frame, frame.with_name("pumpon_+1.0ps.tif"))
+    _, info = _main(["info", path], 2)
+    _, reduce = _main(["reduce", path, "-o", tmp_path / "r.zarr"], 2)
+    _one_line(info, "pumpon_+1.0ps.tif", "pumpon_+001.000ps.tif", "delay 1 ps, scan 1")
+    assert info.split(": error: ")[1] == reduce.split(": error: ")[1]
+
+
+def test_delay_index_frames_without_manifest_are_refused_alike(run, tmp_path):
+    (run / "run.json").unlink()
+    messages = set()
+    for argv in (["info", run], ["ingest", run, "-o", tmp_path / "s.zarr"],
+                 ["reduce", run, "-o", tmp_path / "r.zarr"]):
+        _, err = _main(argv, 2)
+        _one_line(err, run / "run.json", "delay index")
+        messages.add(err.split(": error: ")[1])
+    assert len(messages) == 1
+    with pytest.raises(FileNotFoundError) as info:
+        open_stack(run)
+    assert f"{info.value}\n" in messages
+    assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "r.zarr").exists()
+
+
+def test_broken_stores_and_files_are_one_line_errors(run, tmp_path):
+    store = tmp_path / "raw.zarr"
+    _main(["ingest", run, "-o", store, "-q"], 0)
+    root = (store / "zarr.json").read_bytes()
+    (store / "zarr.json").write_bytes(root[:30])
+    _, err = _main(["info", store], 2)
+    _one_line(err, store / "zarr.json")
+    (store / "zarr.json").write_bytes(root)
+    meta = store / "intensity" / "zarr.json"
+    meta.write_text(meta.read_text().replace('"uint16"', '"float32"'))
+    _, err = _main(["info", store], 2)
+    _one_line(err, store / "intensity" / "c" / "0" / "0" / "0" / "0", "delay=-1.0, scan=0")
+
+    first = run / "scan_000_delay_000.tif"
+    first.write_bytes(bytes(first.stat().st_size))  # a first frame of zero bytes
+    out, _ = _main(["info", run], 0)
+    assert f"bad    : {first}: cannot be read as TIFF" in out
+    _, err = _main(["reduce", run, "-o", tmp_path / "r.zarr"], 2)
+    _one_line(err, first)
+    _, err = _main(["info", first], 2)
+    _one_line(err, first)
+
+
+def test_internal_errors_are_one_line_with_a_hint_and_debug_shows_them(run, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("an unexpected bug")
+
+    monkeypatch.setattr(uedflow.cli, "describe_run", broken)
+    _, err = _main(["info", run], 3)
+    _one_line(err, "internal error: ZeroDivisionError: an unexpected bug", "--debug")
+    for argv in (["--debug", "info", run], ["info", run, "--debug"]):
+        _, err = _main(argv, 3)
+        assert "Traceback" in err and "def broken" not in err and "raise ZeroDivisionError" in err
+
+
+# ---------------------------------------------------------------- outputs
+
+def test_outputs_are_checked_before_any_work(run, tmp_path, monkeypatch):
+    reduce_module = importlib.import_module("uedflow.pipeline.reduce")
+
+    def no_analysis(*args, **kwargs):
+        raise AssertionError("the analysis ran")
+
+    monkeypatch.setattr(reduce_module, "reduce", no_analysis)
+    monkeypatch.setattr(uedflow.io.zarrstore, "compute", no_analysis)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    for command in ("ingest", "reduce"):
+        out = tmp_path / f"{command}.zarr"
+        _, err = _main([command, run, "-o", out, "-q"], 2)
+        _one_line(err, out, "1000 bytes free", "Not enough free space")
+        assert not out.exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(reduce_module, "reduce", no_analysis)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: access(p, mode) and Path(p) != tmp_path)
+    _, err = _main(["reduce", run, "-o", tmp_path / "r.zarr", "-q"], 2)
+    _one_line(err, tmp_path / "r.zarr", "not writable")
+    (tmp_path / "file").write_text("a file")
+    _, err = _main(["ingest", run, "-o", tmp_path / "file" / "s.zarr", "-q"], 2)
+    _one_line(err, tmp_path / "file")
+
+
+#: ``uedflow ARGS`` whose zarr chunk writes fail, after a few, with a full disk.
+FULL_DISK = """
+import asyncio, errno, sys
+import zarr.storage
+from uedflow.cli import main
+write, count = zarr.storage.LocalStore.set, [0]
+async def full(self, key, value, *args, **kwargs):
+    if "/c/" in key:
+        await asyncio.sleep(0.01)
+        count[0] += 1
+        if count[0] > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+    return await write(self, key, value, *args, **kwargs)
+zarr.storage.LocalStore.set = full
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_full_disk_is_one_line_naming_the_output_and_its_free_space(tmp_path):
+    path = tmp_path / "run"
+    make_run(path, shape=(32, 32), delays=[float(d) for d in range(12)], n_scans=2, seed=3)
+    store = tmp_path / "full.zarr"
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, "ingest", str(path), "-o",
+                             str(store), "-q"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    _one_line(result.stderr, f"no space left on the device of '{store}'", "free)")
+
+
+def test_demo_never_replaces_a_store_it_did_not_make(tmp_path):
+    demo = tmp_path / "demo"
+    (demo / "run.zarr").mkdir(parents=True)
+    (demo / "run.zarr" / "notes.txt").write_text("precious")
+    _, err = _main(["demo", "--dir", demo, "--size", 64], 2)
+    _one_line(err, demo / "run.zarr", "--overwrite")
+    assert (demo / "run.zarr" / "notes.txt").read_text() == "precious"
+    _, err = _main(["demo", "--dir", demo, "--size", 64, "--overwrite"], 2)
+    assert (demo / "run.zarr" / "notes.txt").read_text() == "precious"  # not uedflow's
+
+    shutil.rmtree(demo / "run.zarr")
+    _main(["demo", "--dir", demo, "--size", 64], 0)
+    files = {p: p.stat().st_mtime_ns for p in (demo / "run.zarr").rglob("*") if p.is_file()}
+    out, _ = _main(["demo", "--dir", demo, "--size", 64], 0)
+    assert "Using the zarr store" in out and "identical to the raw run" in out
+    assert files == {p: p.stat().st_mtime_ns for p in (demo / "run.zarr").rglob("*")
+                     if p.is_file()}  # reused, untouched
+
+    to_zarr(open_stack(demo / "run")[:, :1], demo / "run.zarr", overwrite=True)  # another
+    _, err = _main(["demo", "--dir", demo, "--size", 64], 2)
+    _one_line(err, demo / "run.zarr")
+    out, _ = _main(["demo", "--dir", demo, "--size", 64, "--overwrite"], 0)
+    assert "identical to the raw run: True" in out
+
+
+# ---------------------------------------------------------------- signals
+
+#: ``uedflow ARGS`` with every frame read slowed down, so that a signal lands mid-run.
+SLOW_READS = """
+import sys, time
+import uedflow.io.lazy as lazy
+from uedflow.cli import main
+read = lazy.read_tiff_frame
+def slow(*args):
+    time.sleep(0.1)
+    return read(*args)
+lazy.read_tiff_frame = slow
+print("started", flush=True)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_ends_with_one_line_and_the_command_to_run_again(tmp_path, signum, status):
+    path = tmp_path / "run"
+    make_run(path, shape=(32, 32), delays=[float(d) for d in range(10)], n_scans=2, seed=3)
+    argv = ["ingest", str(path), "-o", str(tmp_path / "s.zarr"), "-q", "--chunk-frames", "1"]
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_READS, *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "started\n"
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "s.zarr").glob("intensity/c/*/*/0/0")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status
+    _one_line(err, f"interrupted ({signal.Signals(signum).name}); run it again with: "
+                   f"{shlex.join(['uedflow', *argv, '--overwrite'])}")

@@ -166,6 +166,7 @@ def test_killed_mid_write_then_resumed_equals_an_uninterrupted_run(run, referenc
     config.write_text("[align]\nmax_shift = 6\n")
     err = _run_main(["reduce", str(run), "-o", str(store), "--config", str(config)], code=2)
     assert "different reduction config" in err and "killed.zarr" in err
+    assert "uedflow reduce: warning: Took over the stale lock" in err  # one line, no source
 
     out = _run_main(["reduce", str(run), "-o", str(store), "-q"])
     skipped = int(re.search(r"(\d+) already written", out)[1])
@@ -247,3 +248,87 @@ def test_usage_errors_exit_2(capsys):
         main(["reduce", "run", "-o", "out.zarr", "--cluster", "pbs"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'pbs'" in capsys.readouterr().err
+
+
+def test_info_of_a_reduced_store_shows_the_masked_fraction(reference):
+    store, _ = reference
+    parts = json.loads(open_reduced(store).attrs["uedflow"])["mask"]
+    info = _run_main(["info", str(store)])
+    line, = [line for line in info.splitlines() if line.startswith("masked : ")]
+    assert line.startswith(f"masked : {100 * parts['total']:.2f}% of the frame (")
+    for name, value in parts.items():
+        if name != "total":
+            assert f"{name.replace('_', ' ')} {100 * value:.2f}%" in line
+
+
+def test_signal_mid_reduction_prints_the_command_that_resumes(run, reference, tmp_path):
+    store = tmp_path / "stopped.zarr"
+    argv = ["reduce", str(run), "-o", str(store), "-q"]
+    proc = start_slow_reduce(argv, tmp_path)
+    try:
+        wait_for_chunks(proc, store, at_least=2)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    log = proc.log.read_text()
+    assert proc.returncode == 143, log
+    assert "Traceback" not in log and "present: 24 of 24 frames" in log  # stdout, then
+    assert log.endswith(f"\npresent: 24 of 24 frames (0 missing, 0 bad)\n2 darks, 0 flats, "
+                        f"0 pump-off frames\nuedflow reduce: interrupted (SIGTERM); resume "
+                        f"with: uedflow {' '.join(argv)}\n")  # one line on stderr
+    assert read_state(store)["state"] == "writing"
+    out = _run_main(argv)  # the command it printed finishes the store
+    assert "reduced run, complete" in out
+    assert files(store) == files(reference[0])
+
+
+def test_quicklook_never_overwrites_pngs_silently(reference, tmp_path):
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    (folder / "radial.png").write_bytes(b"mine")
+    err = _run_main(["quicklook", str(reference[0]), "-o", str(folder)], code=2)
+    assert "radial.png" in err and "--overwrite" in err and err.count("\n") == 1
+    assert (folder / "radial.png").read_bytes() == b"mine"
+    assert sorted(p.name for p in folder.iterdir()) == ["radial.png"]
+    _run_main(["quicklook", str(reference[0]), "-o", str(folder), "--overwrite"])
+    assert matplotlib.image.imread(folder / "radial.png").ndim == 3
+
+
+def test_verify_lists_damaged_chunks(reference, tmp_path):
+    store = tmp_path / "copy.zarr"
+    shutil.copytree(reference[0], store)
+    out = _run_main(["verify", str(store)])
+    assert "no problem" in out
+    chunk = next(p for p in sorted((store / "diffraction" / "c").rglob("*")) if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 1
+    chunk.write_bytes(bytes(data))
+    out = _run_main(["verify", str(store)], code=1)
+    index = tuple(int(i) for i in chunk.relative_to(store / "diffraction" / "c").parts)
+    assert f"diffraction chunk {index}" in out and "1 missing or damaged" in out
+    err = _run_main(["verify", str(tmp_path / "nowhere.zarr")], code=2)
+    assert "nowhere.zarr" in err and err.count("\n") == 1
+
+
+def test_skip_bad_records_an_unreadable_folder_in_the_provenance(tmp_path, monkeypatch):
+    path = tmp_path / "lab"
+    make_run(path, shape=(128, 128), delays=DELAYS[:4], n_scans=3, n_darks=1, seed=5,
+             layout="lab")
+    folder = path / "scan_0003"
+    scandir = os.scandir
+
+    def guarded(p="."):
+        if os.path.abspath(p) == str(folder):
+            raise PermissionError(13, "Permission denied", str(p))
+        return scandir(p)
+
+    monkeypatch.setattr(os, "scandir", guarded)
+    err = _run_main(["reduce", str(path), "-o", str(tmp_path / "a.zarr")], code=2)
+    assert str(folder) in err and "--skip-bad" in err
+    out = _run_main(["reduce", str(path), "-o", str(tmp_path / "b.zarr"), "-q", "--skip-bad"])
+    assert "bad files: 1" in out
+    provenance = json.loads(open_reduced(tmp_path / "b.zarr").attrs["uedflow"])
+    assert provenance["bad_files"] == [[str(folder), "cannot list the folder (Permission "
+                                                     "denied)"]]

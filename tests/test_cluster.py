@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 import uedflow
+import uedflow.cli
 import uedflow.cluster
 from uedflow.cluster import connect
 from uedflow.datasets import make_run
@@ -293,7 +294,36 @@ def test_server_that_is_not_a_scheduler_fails_fast_instead_of_hanging():
         server.server_close()
 
 
+@pytest.fixture
+def no_workers():
+    """Address of a dask scheduler (in this process) that has no worker."""
+    with distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_scheduler_without_workers_fails_after_the_wait_instead_of_hanging(no_workers,
+                                                                           sources, capsys):
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=rf"{no_workers}.*no worker after 0.5 s"):
+        connect(no_workers, wait_workers=0.5)
+    assert time.monotonic() - start < 5
+    with pytest.raises(ValueError, match="wait_workers"):
+        connect(wait_workers=1)  # a local cluster starts with its workers
+
+    # the command line: one line, exit 2, before anything is read or written
+    store = sources["tmp"] / "never.zarr"
+    start = time.monotonic()
+    status = uedflow.cli.main(["reduce", str(sources["run"]), "-o", str(store),
+                               "--scheduler", no_workers, "--wait-workers", "0.5"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and no_workers in err
+    assert "--wait-workers" in err and not store.exists()
+    assert time.monotonic() - start < 5
+
+
 @pytest.mark.parametrize("kwargs, name", [
+    ({"wait_workers": 0, "address": "tcp://127.0.0.1:1"}, "wait_workers"),
     ({"n_workers": 0}, "n_workers"),
     ({"n_workers": -2}, "n_workers"),
     ({"n_workers": 1.5}, "n_workers"),

@@ -1,6 +1,8 @@
 """open_stack: lazy, labelled stacks from every kind of source."""
 
+import json
 import pickle
+import shutil
 
 import dask
 import dask.array as da
@@ -8,10 +10,12 @@ import numpy as np
 import pytest
 import tifffile
 import xarray as xr
+import zarr
 
 import uedflow.io.lazy as lazy
-from uedflow import CorruptFileError, FrameMismatchError, mibread, open_stack
+from uedflow import CorruptFileError, FrameMismatchError, mibread, open_stack, to_zarr
 from uedflow.datasets import make_run
+from uedflow.io import open_run
 
 
 def test_tiff_directory(tiff_dir):
@@ -213,3 +217,136 @@ def test_processes_scheduler(tiff_dir, skued_data):
     assert int(total) == int(frames.sum())
     assert int(mib_total) == int(np.asarray(mibread(skued_data / "test_multi.mib"),
                                             dtype=np.int64).sum())
+
+
+@pytest.mark.parametrize("name", ["../outside.tif", "{root}/../outside.tif", "/etc/hostname",
+                                  "sub/../../outside.tif"])
+def test_manifest_paths_stay_inside_the_run(tmp_path, name):
+    run = tmp_path / "run"
+    make_run(run, shape=(16, 16), delays=[0.0, 1.0], n_scans=1)
+    tifffile.imwrite(tmp_path / "outside.tif", np.full((16, 16), 7, np.uint16))
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["files"][0][1] = name.format(root=run)
+    (run / "run.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptFileError, match=r"run\.json.*outside the run directory"):
+        open_stack(run)
+
+
+def test_manifest_paths_inside_the_run_may_take_detours(tmp_path):
+    run = tmp_path / "run"
+    make_run(run, shape=(16, 16), delays=[0.0, 1.0], n_scans=1)
+    manifest = json.loads((run / "run.json").read_text())
+    first = manifest["files"][0][0]
+    manifest["files"][0][0] = f"dark_image/../{first}"
+    (run / "run.json").write_text(json.dumps(manifest))
+    np.testing.assert_array_equal(open_stack(run)[0, 0].values, tifffile.imread(run / first))
+
+
+def test_run_layout_without_its_manifest_is_refused_like_open_run(tmp_path):
+    run = tmp_path / "run"
+    make_run(run, shape=(16, 16), delays=[0.0, 1.0], n_scans=2)
+    (run / "run.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"named by delay index.*run\.json") as ours:
+        open_stack(run)
+    with pytest.raises(FileNotFoundError) as theirs:
+        open_run(run)
+    assert str(ours.value) == str(theirs.value)
+
+
+# ---------------------------------------------------------------- damaged zarr stores
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    """A run (3 delays x 2 scans of 16x20 frames), its frames, and its ingested store."""
+    root = tmp_path_factory.mktemp("ingested")
+    make_run(root / "run", shape=(16, 20), delays=[-1.0, 0.0, 1.0], n_scans=2, seed=4)
+    run = open_run(root / "run")
+    to_zarr(run, root / "raw.zarr")
+    return run.values, root / "raw.zarr"
+
+
+@pytest.fixture
+def store(ingested, tmp_path):
+    """A copy of the ingested store, free to damage."""
+    shutil.copytree(ingested[1], tmp_path / "raw.zarr")
+    return tmp_path / "raw.zarr"
+
+
+CHUNK = "intensity/c/1/0/0/0"  # delay 0.0, scan 0
+
+
+def test_deleted_chunk_is_a_frame_not_present(ingested, store):
+    (store / CHUNK).unlink()
+    stack = open_stack(store)
+    assert stack.present.values.tolist() == [[True, True], [False, True], [True, True]]
+    assert stack.attrs["bad_files"] == [[str(store / CHUNK), lazy.LOST_CHUNK]]
+    values = stack.values  # the lost frame reads as zeros; the others as written
+    assert not values[1, 0].any()
+    values[1, 0] = ingested[0][1, 0]
+    np.testing.assert_array_equal(values, ingested[0])
+
+
+def test_truncated_chunk_is_a_frame_not_present(store):
+    data = (store / CHUNK).read_bytes()
+    (store / CHUNK).write_bytes(data[:-5])
+    stack = open_stack(store)
+    assert not stack.present.values[1, 0] and stack.present.values.sum() == 5
+    (path, reason), = stack.attrs["bad_files"]
+    assert path == str(store / CHUNK) and f"{len(data) - 5} bytes, {len(data)}" in reason
+
+
+@pytest.mark.parametrize("damage", ["flip", "zeros"])
+def test_damaged_chunk_raises_naming_store_chunk_and_frame(ingested, store, damage):
+    data = bytearray((store / CHUNK).read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x10  # blosc decodes it without complaint: only the CRC sees it
+    else:
+        data[16:48] = bytes(32)
+    (store / CHUNK).write_bytes(bytes(data))
+    stack = open_stack(store, chunks=1)
+    np.testing.assert_array_equal(stack[2].values, ingested[0][2])
+    with pytest.raises(CorruptFileError) as info:
+        stack.compute()
+    message = str(info.value)
+    assert str(store / CHUNK) in message and "delay=0.0, scan=0" in message
+    assert "blosc" not in message.split(":")[0]
+
+
+def test_damaged_chunk_of_an_unrecorded_store_raises_naming_it(tmp_path):
+    """A zarr store without uedflow's records: the codec's error, named."""
+    path = tmp_path / "plain.zarr"
+    frames = np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16)
+    array = zarr.create_array(path, shape=frames.shape, chunks=(1, 16, 16), dtype=np.uint16)
+    array[:] = frames
+    chunk = path / "c" / "2" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-8])
+    stack = open_stack(path, chunks=1)
+    np.testing.assert_array_equal(stack[:2].values, frames[:2])
+    with pytest.raises(CorruptFileError, match=r"c/2/0/0: chunk \(2, 0, 0\) \(frame frame=2\)"):
+        stack.compute()
+
+
+def test_frame_missing_from_an_older_store_is_reported_with_its_causes(tmp_path):
+    """A uedflow store without records (written before checksums): a frame without a chunk
+    file is not present, and the reason says that zarr also leaves out all-zero chunks."""
+    path = tmp_path / "old.zarr"
+    stack = open_stack(np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8))
+    stack.to_dataset(name="intensity").assign_attrs(uedflow={"complete": True}).to_zarr(
+        path, zarr_format=3, consolidated=False, encoding={"intensity": {"chunks": (1, 8, 8)}})
+    (path / "intensity" / "c" / "1" / "0" / "0").unlink()
+    back = open_stack(path)
+    assert back.present.values.tolist() == [True, False, True]
+    assert back.attrs["bad_files"][0][1] == lazy.LOST_CHUNK_UNRECORDED
+
+
+def test_broken_zarr_metadata_is_named(store):
+    (store / "zarr.json").write_bytes((store / "zarr.json").read_bytes()[:40])
+    with pytest.raises(CorruptFileError, match=r"raw\.zarr/zarr\.json: not valid zarr metadata"):
+        open_stack(store)
+
+
+def test_changed_dtype_is_found_at_open(store):
+    meta = store / "intensity" / "zarr.json"
+    meta.write_text(meta.read_text().replace('"uint16"', '"float64"'))
+    with pytest.raises(CorruptFileError, match=r"intensity/c/0/0/0/0.*delay=-1.0, scan=0"):
+        open_stack(store)

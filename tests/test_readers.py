@@ -149,3 +149,13 @@ def test_corrupt_png_and_npy(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"not numpy at all")
     with pytest.raises(CorruptFileError, match="bad.npy"):
         diffread(tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize("tail", [b"\xff\xff\xff\x7f" + b"junk" * 10, b"junkjunk" * 10])
+def test_tiff_whose_first_page_is_past_its_end_raises_naming_it(tmp_path, tail):
+    path = tmp_path / "junk.tif"
+    path.write_bytes(b"II*\x00" + tail)  # a TIFF header whose first-page offset is wrong
+    with pytest.raises(CorruptFileError, match=r"junk\.tif.*no readable image"):
+        diffread(path)
+    with pytest.raises(CorruptFileError, match=r"junk\.tif"):
+        uedflow.open_stack(path)

@@ -266,3 +266,113 @@ def test_chunks_and_deterministic_graph(runs):
     assert open_run(path).data.chunksize[:2] == (4, 2)  # default: whole frames, ~64 MiB
     assert open_run(path, chunks={"delay": 1, "scan": 2}).data.chunks[:2] == ((1,) * 4, (2,))
     assert open_run(path).data.name == open_run(path).data.name
+
+
+def _unreadable(monkeypatch, folder):
+    """Listing ``folder`` raises PermissionError, as it would after ``chmod 000`` (the tests
+    run as root, who may read anything)."""
+    import os
+
+    scandir = os.scandir
+
+    def guarded(path="."):
+        if os.path.abspath(path) == str(folder):
+            raise PermissionError(13, "Permission denied", str(folder))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", guarded)
+
+
+def test_unreadable_folder_stops_the_run_or_is_listed(lab, monkeypatch):
+    path, _ = lab
+    folder = path / "scan_0002"
+    _unreadable(monkeypatch, folder)
+    assert scan_run(path).unreadable == [(folder, "cannot list the folder (Permission denied)")]
+    with pytest.raises(PermissionError, match=r"1 folders.*scan_0002: cannot list.*skip_bad"):
+        open_run(path)
+    run = open_run(path, skip_bad=True)
+    assert run.scan.values.tolist() == [1]  # scan 2 is unknown: its folder was not listed
+    assert run.attrs["bad_files"] == [[str(folder), "cannot list the folder (Permission "
+                                                    "denied)"]]
+
+
+def test_unreadable_run_directory(lab, monkeypatch):
+    path, _ = lab
+    _unreadable(monkeypatch, path)
+    with pytest.raises(PermissionError, match=r"run directory '.*lab' cannot be read"):
+        scan_run(path)
+
+
+def test_bad_dark_frame_stops_the_run_or_is_left_out(lab):
+    path, _ = lab
+    bad = path / "dark_image" / "dark_001.tif"
+    _truncate(bad)
+    with pytest.raises(CorruptFileError, match=r"dark_001\.tif.*truncated"):
+        open_run(path)
+    run = open_run(path, skip_bad=True)
+    assert run.attrs["darks"] == [str(path / "dark_image" / "dark_000.tif")]
+    assert [p for p, _ in run.attrs["bad_files"]] == [str(bad)]
+    assert run.present.values.all()
+
+
+def test_skip_bad_decodes_compressed_frames_at_open(tmp_path):
+    """A compressed frame whose payload is damaged while its header is fine: found at open with
+    skip_bad (listed, not present), found only when read without it."""
+    frames = np.arange(3 * 32 * 32, dtype=np.uint16).reshape(3, 32, 32)
+    for k, frame in enumerate(frames):
+        tifffile.imwrite(tmp_path / f"t{k}.tif", frame, compression="zlib")
+    bad = tmp_path / "t1.tif"
+    with tifffile.TiffFile(bad) as tif:
+        offset = tif.pages[0].dataoffsets[0]
+    data = bytearray(bad.read_bytes())
+    data[offset:offset + 8] = b"\xff" * 8
+    bad.write_bytes(bytes(data))
+
+    run = open_run(tmp_path, "t{delay}.tif", skip_bad=True)
+    assert run.present.values[:, 0].tolist() == [True, False, True]
+    (path, reason), = run.attrs["bad_files"]
+    assert path == str(bad) and "cannot be read as TIFF" in reason
+    np.testing.assert_array_equal(run.values[[0, 2], 0], frames[[0, 2]])
+
+    run = open_run(tmp_path, "t{delay}.tif")  # headers only: the damage shows when read
+    assert run.present.values.all()
+    with pytest.raises(CorruptFileError, match=r"t1\.tif"):
+        run.compute()
+
+
+def test_uncompressed_frame_shorter_than_its_frame_is_bad(tmp_path):
+    frame = np.ones((16, 16), np.uint16)
+    for k in range(2):
+        tifffile.imwrite(tmp_path / f"t{k}.tif", frame)
+    bad = tmp_path / "t1.tif"
+    with tifffile.TiffFile(bad) as tif:  # the strip byte count says less than the frame needs
+        tag = tif.pages[0].tags["StripByteCounts"]
+        offset, count = tag.valueoffset, tag.value
+    count = count[0] if isinstance(count, tuple) else count
+    data = bytearray(bad.read_bytes())
+    data[offset:offset + 4] = (count // 2).to_bytes(4, "little")
+    bad.write_bytes(bytes(data))
+    run = open_run(tmp_path, "t{delay}.tif", skip_bad=True)
+    assert run.present.values[:, 0].tolist() == [True, False]
+    assert "its frame needs 512" in run.attrs["bad_files"][0][1]
+
+
+def test_float_frames_with_nan_under_the_mask_open(tmp_path):
+    """Float frames whose NaN pixels the run's mask file covers open as they are."""
+    rng = np.random.default_rng(5)
+    mask = np.ones((24, 24), bool)
+    mask[:4, :] = False
+    frames = rng.random((2, 3, 24, 24)).astype(np.float32)
+    frames[..., :4, :] = np.nan
+    for s in range(3):
+        (tmp_path / f"scan_{s + 1:04d}").mkdir()
+        for d, delay in enumerate(["-001.000", "+001.000"]):
+            tifffile.imwrite(tmp_path / f"scan_{s + 1:04d}" / f"pumpon_{delay}ps.tif",
+                             frames[d, s])
+    tifffile.imwrite(tmp_path / "mask.tif", mask.astype(np.uint8))
+    for skip_bad in (False, True):
+        run = open_run(tmp_path, skip_bad=skip_bad)
+        assert run.dtype == np.float32 and run.present.values.all()
+        assert run.attrs["bad_files"] == run.attrs["unmatched"] == []
+        assert run.attrs["mask_file"] == str(tmp_path / "mask.tif")
+        np.testing.assert_array_equal(run.values, frames)  # NaN where they are, nowhere else

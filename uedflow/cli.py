@@ -1,9 +1,23 @@
-"""The ``uedflow`` command line: a thin layer over the library."""
+"""The ``uedflow`` command line: a thin layer over the library.
+
+Every command ends with one line on standard error when it fails: exit status 2 for bad input
+(a file, an argument, a store), 3 for an internal error (``--debug`` shows its traceback),
+130 when interrupted (Ctrl-C) and 143 when terminated (SIGTERM), with the command that resumes
+or redoes the work.
+"""
 
 import argparse
 import contextlib
+import errno
 import json
+import logging
+import os
+import shlex
+import shutil
+import signal
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +25,33 @@ import numpy as np
 from . import __version__
 from .errors import UedflowError
 from .io import open_run, open_stack, to_zarr
+from .io.lazy import is_zarr
 from .io.runs import is_run
 
 #: Exit status of a bad command line or bad input (a one-line message, no traceback).
 BAD_INPUT = 2
+#: Exit status of an unexpected error (a bug): one line, the traceback with ``--debug``.
+INTERNAL_ERROR = 3
+#: Exit status of ``uedflow verify`` when the store is damaged.
+DAMAGED = 1
+#: Exit statuses when interrupted (SIGINT, Ctrl-C) or terminated (SIGTERM): 128 + signal.
+INTERRUPTED = 128 + signal.SIGINT
+TERMINATED = 128 + signal.SIGTERM
+
+#: Exceptions that mean bad input: their message names the file, argument or store.
+INPUT_ERRORS = (OSError, ValueError, UedflowError)
 
 #: Frame size of the synthetic run of ``uedflow reduce --demo``.
 DEMO_SIZE = 512
+
+#: Seconds that ``--scheduler`` waits for a worker to join before giving up.
+WAIT_WORKERS = 30.0
+
+#: Expected compression of a store (stored bytes over raw bytes), to estimate its size.
+COMPRESSION = 0.5
+
+#: Loggers of libraries whose warnings are noise on the command line (shown with --debug).
+QUIET_LOGGERS = ("tifffile", "asyncio", "distributed", "rsciio")
 
 
 def describe(stack):
@@ -32,7 +66,7 @@ def describe(stack):
         f"frames : {nframes} x {stack.shape[-2]}x{stack.shape[-1]} {stack.dtype} "
         f"({nframes * frame_bytes / 2**20:.1f} MiB)",
         f"chunks : {int(np.prod(chunk))} frames per chunk ({per_chunk}), "
-        f"{stack.data.npartitions} chunks (lazy: no pixel data read yet)",
+        f"{stack.data.npartitions} chunks (lazy: pixels are read when computed)",
     ]
     for name, coord in stack.coords.items():
         if coord.ndim == 1 and coord.dtype.kind in "iuf":
@@ -42,19 +76,37 @@ def describe(stack):
     return "\n".join(lines)
 
 
+def _listed(label, items, n=10):
+    """``label: item`` lines of the first ``n`` items, and how many more there are."""
+    lines = [f"{label:7s}: {item}" for item in items[:n]]
+    if len(items) > n:
+        lines.append(f"{'':7s}  ... and {len(items) - n} more")
+    return lines
+
+
 def describe_run(run):
     """``describe`` of a raw run, with its frames present, missing and bad, and other files."""
-    present = run.coords["present"].values if "present" in run.coords else None
     lines = [describe(run)]
-    if present is not None:
+    if "present" in run.coords:
+        present = run.coords["present"].values
         missing, bad = run.attrs.get("missing", []), run.attrs.get("bad_files", [])
         lines.append(f"present: {int(present.sum())} of {present.size} frames "
                      f"({len(missing)} missing, {len(bad)} bad)")
-        lines += [f"missing: {d:g} ps, scan {s}" for d, s in missing[:10]]
-        lines += [f"bad    : {path}: {reason}" for path, reason in bad[:10]]
+        lines += _listed("missing", [f"{d:g} ps, scan {s}" for d, s in missing])
+        lines += _listed("bad", [f"{path}: {reason}" for path, reason in bad])
         lines.append(", ".join(f"{len(run.attrs.get(role, []))} {role.replace('_', '-')}"
                                for role in ("darks", "flats", "pump_off")) + " frames")
     return "\n".join(lines)
+
+
+def describe_mask(parts):
+    """One line: the fraction of the frame masked, and of each part of the mask."""
+    total = parts.get("total")
+    others = ", ".join(f"{name.replace('_', ' ')} {100 * value:.2f}%"
+                       for name, value in parts.items()
+                       if name != "total" and isinstance(value, int | float))
+    head = f"{100 * total:.2f}% of the frame" if isinstance(total, int | float) else "?"
+    return f"masked : {head}" + (f" ({others})" if others else "")
 
 
 def describe_reduced(store, state):
@@ -78,8 +130,32 @@ def describe_reduced(store, state):
         lines.append(f"rejected: {int(np.count_nonzero(rejected))} of {rejected.size} frames")
     if "uedflow" in ds.attrs:
         provenance = json.loads(ds.attrs["uedflow"])
+        if isinstance(provenance.get("mask"), dict):
+            lines.append(describe_mask(provenance["mask"]))
         lines.append(f"bad files: {len(provenance.get('bad_files', []))}")
     return "\n".join(lines)
+
+
+def open_source(path, *, chunks=None, missing="raise", skip_bad=False):
+    """What the commands read: a run directory through ``open_run``, anything else (a zarr
+    store, a folder of frames, a file, a glob pattern) through ``open_stack``.
+
+    Parameters
+    ----------
+    path : path-like
+        Run directory, zarr store, file, directory or glob pattern.
+    chunks : int, optional
+        Whole frames per chunk.
+    missing, skip_bad
+        As :func:`uedflow.io.open_run` takes them (runs only).
+
+    Returns
+    -------
+    stack : xarray.DataArray
+    """
+    if Path(path).is_dir() and not is_zarr(Path(path)) and is_run(path):
+        return open_run(path, chunks=chunks, missing=missing, skip_bad=skip_bad)
+    return open_stack(path, chunks=chunks)
 
 
 def _info(args):
@@ -88,29 +164,65 @@ def _info(args):
     state = read_state(args.source)
     if state is not None:
         print(describe_reduced(args.source, state))
-    elif Path(args.source).is_dir() and not (Path(args.source) / "zarr.json").exists():
-        print(describe_run(_open_run_or_stack(args.source)))
-    else:
-        print(describe(open_stack(args.source)))
+        return
+    stack = open_source(args.source, missing="exclude", skip_bad=True)
+    print(describe_run(stack))
 
 
-def _open_run_or_stack(path):
-    """A run directory through ``open_run`` (problems listed, not raised); a plain folder of
-    frames through ``open_stack``."""
-    try:
-        return open_run(path, missing="exclude", skip_bad=True)
-    except (OSError, ValueError) as exc:
-        try:
-            return open_stack(path)
-        except (OSError, ValueError):
-            raise exc from None
+def _existing_parent(path):
+    """The nearest ancestor of ``path`` (or ``path``) that exists."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return path
 
 
-def _open_raw(path, skip_bad):
-    """A raw run: a run directory, or a zarr store that ``uedflow ingest`` wrote."""
-    if (Path(path) / "zarr.json").exists():
-        return open_stack(path)
-    return open_run(path, skip_bad=skip_bad)
+def check_writable(output):
+    """Raise unless ``output`` (a store to write, which may exist) can be written.
+
+    Raises
+    ------
+    NotADirectoryError, PermissionError
+        Naming the output and the folder that is in the way.
+    """
+    output = Path(output).absolute()
+    parent = _existing_parent(output)
+    if not parent.is_dir() and parent != output:
+        raise NotADirectoryError(f"Cannot write '{output}': '{parent}' is a file, not a folder")
+    folder = parent if parent.is_dir() else parent.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"Cannot write '{output}': the folder '{folder}' is not writable")
+
+
+def check_free_space(output, nbytes):
+    """Raise unless the file system of ``output`` has ``nbytes`` free.
+
+    Raises
+    ------
+    OSError
+        ``ENOSPC``, naming the output, the bytes to write and the bytes free.
+    """
+    output = Path(output).absolute()
+    free = shutil.disk_usage(_existing_parent(output)).free
+    if free < nbytes:
+        raise OSError(errno.ENOSPC, f"Not enough free space for '{output}': about "
+                      f"{_size(nbytes)} to write, {_size(free)} free on its file system")
+
+
+def _size(nbytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return None
+
+
+def _writer_lock(store, argv):
+    """The writer lock of ``store``, held by the command ``argv`` (see
+    :func:`uedflow.io.safety.writer_lock`)."""
+    from .io.safety import writer_lock
+
+    return writer_lock(store, command=shlex.join(["uedflow", *argv]))
 
 
 def _scheduler(args):
@@ -121,9 +233,12 @@ def _scheduler(args):
         raise ValueError("--cluster-option needs --cluster")
     if args.scheduler is not None and (args.workers is not None or args.cluster is not None):
         raise ValueError("--scheduler does not go with --workers or --cluster")
+    if args.wait_workers is not None and args.scheduler is None and args.cluster is None:
+        raise ValueError("--wait-workers needs --scheduler or --cluster")
     with contextlib.ExitStack() as stack:
         if args.scheduler is not None:
-            stack.enter_context(connect(args.scheduler))
+            wait = WAIT_WORKERS if args.wait_workers is None else args.wait_workers
+            stack.enter_context(connect(args.scheduler, wait_workers=wait))
         elif args.cluster == "slurm":
             try:
                 from dask_jobqueue import SLURMCluster
@@ -132,7 +247,7 @@ def _scheduler(args):
                                  "python -m pip install 'uedflow[slurm]'") from None
             cluster = stack.enter_context(SLURMCluster(**_cluster_options(args.cluster_option)))
             cluster.scale(args.workers or 1)
-            stack.enter_context(connect(cluster=cluster))
+            stack.enter_context(connect(cluster=cluster, wait_workers=args.wait_workers))
         elif args.workers is not None:
             stack.enter_context(connect(n_workers=args.workers))
         return stack.pop_all()
@@ -152,6 +267,18 @@ def _cluster_options(options):
     return kwargs
 
 
+def _reduced_nbytes(run, output):
+    """Bytes that a reduction of ``run`` still has to write into ``output``: its two
+    image-sized float32 variables per delay (diffraction and its error), compressed."""
+    from .pipeline.store import read_state
+
+    nbytes = 2 * 4 * run.sizes["delay"] * run.shape[-2] * run.shape[-1] * COMPRESSION
+    state = read_state(output)
+    if state is not None and state["chunks_total"]:
+        nbytes *= 1 - state["chunks_written"] / state["chunks_total"]
+    return int(nbytes)
+
+
 def _reduce(args):
     from .pipeline.config import ReduceConfig
     from .pipeline.quicklook import quicklook
@@ -163,10 +290,16 @@ def _reduce(args):
     config = ReduceConfig.from_toml(args.config) if args.config else ReduceConfig()
     output = Path(args.output).absolute()
     existing_state(output)  # refuse a path that is not a reduced store before any work
+    if args.quicklook:
+        _check_pngs(_quicklook_dir(output), args.overwrite)
+    check_writable(output)
     raw = _demo_raw(output) if args.demo else args.raw
-    with _scheduler(args):
+    # the store is locked, its space checked, before the analysis pass: no other process
+    # writes it, and a full disk or an unwritable folder stops the command before any work
+    with _scheduler(args), _writer_lock(output, args.argv):
         run = _open_raw(raw, args.skip_bad)
         print(describe_run(run))
+        check_free_space(output, _reduced_nbytes(run, output))
         reduced = reduce(run, config, progress=not args.quiet)
         report = write_reduced(reduced, output, overwrite=args.overwrite,
                                progress=not args.quiet)
@@ -177,6 +310,13 @@ def _reduce(args):
     if args.quicklook:
         for path in quicklook(output, _quicklook_dir(output)):
             print(f"wrote {path}")
+
+
+def _open_raw(path, skip_bad):
+    """A raw run: a run directory, or a zarr store that ``uedflow ingest`` wrote."""
+    if Path(path).is_dir() and is_zarr(Path(path)):
+        return open_stack(path)
+    return open_run(path, skip_bad=skip_bad)
 
 
 def _demo_raw(output):
@@ -221,30 +361,53 @@ def _quicklook_dir(store):
     return store.with_name(store.stem + "-quicklook")
 
 
+def _check_pngs(folder, overwrite):
+    """Refuse a folder that already holds PNG files, unless ``overwrite``."""
+    folder = Path(folder)
+    pngs = sorted(p.name for p in folder.glob("*.png")) if folder.is_dir() else []
+    if pngs and not overwrite:
+        raise FileExistsError(f"'{folder}' already holds PNG files ({', '.join(pngs[:5])}); "
+                              "pass --overwrite to replace them, or write elsewhere (-o)")
+
+
 def _quicklook(args):
     from .pipeline.quicklook import quicklook
 
     store = Path(args.store).absolute()
-    for path in quicklook(store, args.output or _quicklook_dir(store)):
+    folder = Path(args.output) if args.output else _quicklook_dir(store)
+    _check_pngs(folder, args.overwrite)
+    for path in quicklook(store, folder):
         print(f"wrote {path}")
 
 
 def _ingest(args):
-    if is_run(args.source):
-        stack = open_run(args.source, chunks=args.chunk_frames)
-    else:
-        stack = open_stack(args.source, chunks=args.chunk_frames)
-    print(describe(stack))
-    report = to_zarr(stack, args.output, clevel=args.clevel, overwrite=args.overwrite,
-                     progress=not args.quiet)
+    output = Path(args.output).absolute()
+    check_writable(output)
+    with _writer_lock(output, args.argv):
+        stack = open_source(args.source, chunks=args.chunk_frames)
+        print(describe(stack))
+        check_free_space(output, int(stack.nbytes * COMPRESSION))
+        report = to_zarr(stack, output, clevel=args.clevel, overwrite=args.overwrite,
+                         progress=not args.quiet)
     print(report)
+
+
+def _same_stack(a, b):
+    """Whether two stacks hold the same frames, dims and leading coordinates."""
+    if a.dims != b.dims or a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    for dim in a.dims[:-2]:
+        if (dim in a.coords) != (dim in b.coords) or (
+                dim in a.coords and not np.array_equal(a[dim].values, b[dim].values)):
+            return False
+    return bool(np.array_equal(a.values, b.values))
 
 
 def _demo(args):
     from .datasets import demo_run
 
     root = Path(args.dir)
-    run = root / "run"
+    run, store = root / "run", root / "run.zarr"
     if (run / "run.json").exists():
         print(f"Using the demo run in {run}")
     else:
@@ -252,31 +415,67 @@ def _demo(args):
         demo_run(run, size=args.size)
     stack = open_stack(run)
     print(describe(stack))
-    report = to_zarr(stack, root / "run.zarr", overwrite=True, progress=True)
+    if store.exists() and not args.overwrite:
+        try:
+            same = _same_stack(open_stack(store), stack)
+        except INPUT_ERRORS:
+            same = False
+        if not same:
+            raise FileExistsError(f"'{store}' exists and is not the zarr store of this demo "
+                                  "run; pass --overwrite to replace it, or choose another --dir")
+        print(f"Using the zarr store {store}: identical to the raw run")
+        return
+    report = to_zarr(stack, store, overwrite=args.overwrite, progress=True)
     print(report)
-    reopened = open_stack(root / "run.zarr")
-    same = bool((reopened == stack).all().compute())
+    reopened = open_stack(store)
+    same = _same_stack(reopened, stack)
     print(f"re-opened from zarr: dims {reopened.dims}, identical to the raw run: {same}")
     if not same:
-        raise SystemExit("the zarr store differs from the raw run")
+        raise ValueError(f"the zarr store '{store}' differs from the raw run '{run}'")
+
+
+def _verify(args):
+    from .io.safety import verify_store
+
+    check = verify_store(args.store)
+    print(check)
+    return 0 if check.ok else DAMAGED
+
+
+def _common():
+    """Options that every command takes."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error, and library warnings")
+    return common
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="uedflow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="uedflow", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"uedflow {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error, and library warnings")
     sub = parser.add_subparsers(dest="command", required=True)
+    common = [_common()]
 
-    p = sub.add_parser("demo", help="generate the synthetic demo run, open it, ingest it")
+    p = sub.add_parser("demo", parents=common,
+                       help="generate the synthetic demo run, open it, ingest it")
     p.add_argument("--dir", default="uedflow-demo", help="where to put it (default: %(default)s)")
     p.add_argument("--size", type=int, default=512, help="frame size in pixels")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing DIR/run.zarr that differs from the demo run")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("info", help="summarise a raw run, a source of frames or a reduced store")
+    p = sub.add_parser("info", parents=common,
+                       help="summarise a raw run, a source of frames or a reduced store")
     p.add_argument("source", help="run directory, reduced store, file, directory, glob "
-                   "pattern or zarr store")
+                   "pattern or zarr store (every bad or unreadable file of a run is listed: "
+                   "compressed frames are decoded to find them)")
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("ingest", help="stream a raw stack into a compressed zarr store")
+    p = sub.add_parser("ingest", parents=common,
+                       help="stream a raw stack into a compressed zarr store")
     p.add_argument("source", help="file, directory, glob pattern, run directory or zarr store")
     p.add_argument("-o", "--output", required=True, help="the zarr store to write")
     p.add_argument("--clevel", type=int, default=5, help="zstd level, 1-9 (default 5)")
@@ -285,40 +484,153 @@ def build_parser():
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_ingest)
 
-    p = sub.add_parser("reduce", help="reduce a raw run into a zarr store (resumable)")
+    p = sub.add_parser("reduce", parents=common,
+                       help="reduce a raw run into a zarr store (resumable)")
     p.add_argument("raw", nargs="?", help="run directory, or a zarr store from uedflow ingest")
     p.add_argument("-o", "--output", required=True, help="the reduced zarr store to write")
     p.add_argument("--config", help="reduction configuration (TOML)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="address of a dask scheduler")
+    p.add_argument("--wait-workers", type=float, metavar="SECONDS",
+                   help="how long to wait for a worker of the scheduler or cluster to join "
+                   f"(default with --scheduler: {WAIT_WORKERS:g} s; with --cluster: no wait)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="local worker processes (with --cluster: workers to request)")
     p.add_argument("--cluster", choices=["slurm"], help="start a cluster (dask-jobqueue)")
     p.add_argument("--cluster-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option of the cluster, e.g. cores=8 (repeatable)")
     p.add_argument("--skip-bad", action="store_true",
-                   help="exclude unreadable or truncated frames instead of stopping")
+                   help="exclude unreadable, truncated or undecodable frames (and other files "
+                   "and folders) instead of stopping; they are listed in the provenance. "
+                   "Compressed frames are decoded once at open to find them")
     p.add_argument("--quicklook", action="store_true", help="also write quick-look PNGs")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing reduced store")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing reduced store (and quick-look PNGs)")
     p.add_argument("--demo", action="store_true",
                    help="reduce the synthetic demo run (generated beside the output)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_reduce)
 
-    p = sub.add_parser("quicklook", help="write quick-look PNGs of a reduced store")
+    p = sub.add_parser("quicklook", parents=common, help="write quick-look PNGs of a reduced store")
     p.add_argument("store", help="a reduced store")
     p.add_argument("-o", "--output", help="directory of the PNGs (default: STORE-quicklook)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing PNGs")
     p.set_defaults(func=_quicklook)
+
+    p = sub.add_parser("verify", parents=common,
+                       help="check every chunk of a store written by uedflow (exit 1 if damaged)")
+    p.add_argument("store", help="a store written by uedflow ingest or reduce")
+    p.set_defaults(func=_verify)
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _signals():
+    """SIGTERM raises :class:`Terminated` (while in the main thread of the process)."""
     try:
-        args.func(args)
-    except (OSError, ValueError, UedflowError) as exc:
-        print(f"uedflow {args.command}: error: {exc}", file=sys.stderr)
-        return BAD_INPUT
-    return 0
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _quiet_libraries(name, debug):
+    """Library log messages off (unless ``debug``), and warnings as one line each, ``NAME:
+    warning: MESSAGE``; restored on leaving."""
+    loggers = [logging.getLogger(logger) for logger in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    if not debug:
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{name}: warning: {_one_line(message)}", file=sys.stderr)
+
+    try:
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = show
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _quiet_exit():
+    """After a failure: silence what asynchronous writes still pending (zarr's event loop,
+    dask threads) report when the process ends ("Task was destroyed but it is pending",
+    "Exception ignored in ..."): the error was reported already."""
+    logging.getLogger("asyncio").disabled = True
+    sys.unraisablehook = lambda unraisable: None
+
+
+def _one_line(text):
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _error_message(args, exc):
+    """The one-line message of an input error (with the free space, when a disk is full)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        output = getattr(args, "output", None) or getattr(args, "dir", None)
+        if output is not None:
+            free = shutil.disk_usage(_existing_parent(output)).free
+            return (f"no space left on the device of '{Path(output).absolute()}' "
+                    f"({_size(free)} free): {exc.strerror or exc}")
+    return _one_line(exc)
+
+
+def _redo_hint(args):
+    """The command that resumes (reduce) or redoes the interrupted command."""
+    argv = list(args.argv)
+    if args.command in ("ingest", "demo") and "--overwrite" not in argv:
+        argv.append("--overwrite")
+    verb = "resume" if args.command == "reduce" else "run it again"
+    return f"{verb} with: {shlex.join(['uedflow', *argv])}"
+
+
+def main(argv=None):
+    """Run the ``uedflow`` command line; return its exit status."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    name = f"uedflow {args.command}"
+    with _quiet_libraries(name, args.debug), _signals():
+        try:
+            status = args.func(args)
+        except (KeyboardInterrupt, Terminated) as exc:
+            _quiet_exit()
+            signame, status = (("SIGTERM", TERMINATED) if isinstance(exc, Terminated)
+                               else ("SIGINT", INTERRUPTED))
+            print(f"{name}: interrupted ({signame}); {_redo_hint(args)}", file=sys.stderr)
+            return status
+        except INPUT_ERRORS as exc:
+            if args.debug:
+                traceback.print_exc()
+            else:
+                _quiet_exit()
+            print(f"{name}: error: {_error_message(args, exc)}", file=sys.stderr)
+            return BAD_INPUT
+        except Exception as exc:
+            if args.debug:
+                traceback.print_exc()
+            else:
+                _quiet_exit()
+            print(f"{name}: internal error: {type(exc).__name__}: {_one_line(exc)} (run again "
+                  "with --debug for the traceback)", file=sys.stderr)
+            return INTERNAL_ERROR
+    return status or 0
 
 
 if __name__ == "__main__":

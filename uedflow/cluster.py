@@ -23,7 +23,7 @@ __all__ = ["connect"]
 
 
 def connect(address=None, *, cluster=None, n_workers=None, threads_per_worker=None,
-            memory_limit=None, timeout=10):
+            memory_limit=None, timeout=10, wait_workers=None):
     """Connect to a dask cluster, starting one of local worker processes if none is given.
 
     Parameters
@@ -48,6 +48,10 @@ def connect(address=None, *, cluster=None, n_workers=None, threads_per_worker=No
         shares the machine's memory evenly between the workers.
     timeout : float, optional
         Seconds to wait for the scheduler at ``address`` or of ``cluster`` to answer.
+    wait_workers : float, optional
+        Scheduler at ``address`` or ``cluster`` only: seconds to wait for at least one
+        worker to join it. A scheduler without workers accepts work but never computes it;
+        by default there is no wait (and no check).
 
     Returns
     -------
@@ -64,6 +68,8 @@ def connect(address=None, *, cluster=None, n_workers=None, threads_per_worker=No
         ``address`` and ``cluster`` are given.
     ConnectionError
         If no dask scheduler answers at ``address`` within ``timeout`` seconds.
+    TimeoutError
+        If no worker joins within ``wait_workers`` seconds (the client is closed).
 
     Notes
     -----
@@ -84,12 +90,18 @@ def connect(address=None, *, cluster=None, n_workers=None, threads_per_worker=No
              "memory_limit": memory_limit}
     given = sorted(name for name, value in local.items() if value is not None)
     timeout = _positive_number(timeout, "timeout")
+    if wait_workers is not None:
+        wait_workers = _positive_number(wait_workers, "wait_workers")
+        if address is None and cluster is None:
+            raise ValueError("wait_workers applies to a scheduler at an address or a cluster "
+                             "passed in, not to a local cluster (started with its workers)")
 
     if cluster is not None:
         if given:
             raise ValueError(f"{', '.join(given)} only apply to a local cluster, not to "
                              "a cluster that is passed in")
-        return Client(cluster, timeout=timeout)
+        return _with_workers(Client(cluster, timeout=timeout), wait_workers,
+                             f"the cluster {type(cluster).__name__}")
     if address is not None:
         if given:
             raise ValueError(f"{', '.join(given)} only apply to a local cluster, not to "
@@ -98,7 +110,8 @@ def connect(address=None, *, cluster=None, n_workers=None, threads_per_worker=No
             raise ValueError(f"address must be a string like 'tcp://host:8786', got "
                              f"{address!r}")
         _check_scheduler(address, timeout)
-        return Client(address, timeout=timeout)
+        return _with_workers(Client(address, timeout=timeout), wait_workers,
+                             f"the dask scheduler at {address!r}")
 
     n_workers = CPU_COUNT if n_workers is None else _positive_int(n_workers, "n_workers")
     threads_per_worker = (1 if threads_per_worker is None
@@ -107,6 +120,24 @@ def connect(address=None, *, cluster=None, n_workers=None, threads_per_worker=No
     return Client(n_workers=n_workers, threads_per_worker=threads_per_worker,
                   memory_limit=memory_limit, processes=True, host="127.0.0.1",
                   dashboard_address="127.0.0.1:0")
+
+
+def _with_workers(client, wait, what):
+    """``client``, once a worker has joined its scheduler (within ``wait`` seconds, if given);
+    closed, and TimeoutError raised, if none does."""
+    if wait is None:
+        return client
+    try:
+        client.wait_for_workers(1, timeout=wait)
+    except TimeoutError:
+        client.close()
+        raise TimeoutError(f"{what} has no worker after {wait:g} s of waiting: start workers "
+                           "for it (dask worker ADDRESS), or wait longer (wait_workers, "
+                           "--wait-workers SECONDS)") from None
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 def _positive_int(value, name):

@@ -8,6 +8,7 @@ workers (whatever their working directory).
 
 import functools
 import glob
+import itertools
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,13 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..errors import CorruptFileError, FrameMismatchError, IncompleteStoreError
+from ..errors import (
+    CorruptFileError,
+    DamagedStoreError,
+    FrameMismatchError,
+    IncompleteStoreError,
+    UedflowError,
+)
 from . import readers
 from .readers import (
     DM_SUFFIXES,
@@ -40,7 +47,7 @@ RUN_MANIFEST = "run.json"
 #: Name of the intensity variable in zarr stores written by uedflow.
 VARIABLE = "intensity"
 #: Attributes of a run (see :func:`uedflow.io.runs.open_run`) that a zarr store keeps.
-RUN_ATTRS = ("pattern", "darks", "flats", "pump_off", "missing", "bad_files")
+RUN_ATTRS = ("pattern", "darks", "flats", "pump_off", "missing", "bad_files", "mask_file")
 
 
 def frames_per_chunk(frame_nbytes, nframes, target=CHUNK_BYTES):
@@ -150,8 +157,12 @@ def _from_path(source, nframes_chunk):
     if path.is_dir():
         if (path / RUN_MANIFEST).exists():
             return _from_run(path, nframes_chunk)
-        if _is_zarr(path):
+        if is_zarr(path):
             return _from_zarr(path, nframes_chunk)
+        from .runs import is_run, open_run  # runs builds on this module
+
+        if is_run(path):  # a run without a manifest: its layout gives delays and scans
+            return open_run(path, chunks=nframes_chunk)
         files = [p for p in _natural_sorted(path.iterdir()) if _is_image_file(p)]
         if not files:
             raise FileNotFoundError(f"No image files in the directory '{path}'")
@@ -204,8 +215,8 @@ def _from_run(path, nframes_chunk):
     manifest_path = path / RUN_MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text())
-        grid = np.array([[os.fspath(path / f) for f in row] for row in manifest["files"]],
-                        dtype=object)
+        grid = np.array([[_inside(path, f, manifest_path) for f in row]
+                         for row in manifest["files"]], dtype=object)
         delays = np.asarray(manifest["delays"], dtype=float)
         scans = np.asarray(manifest["scans"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -220,6 +231,18 @@ def _from_run(path, nframes_chunk):
     return run_stack(FrameFiles(grid.T), nframes_chunk, str(path), coords)
 
 
+def _inside(root, name, manifest_path):
+    """Absolute path of the file ``name`` of a manifest, which must lie inside ``root``."""
+    if not isinstance(name, str) or not name:
+        raise CorruptFileError(manifest_path, f"lists {name!r} as a frame file; expected a "
+                               "file name relative to the run directory")
+    path = os.path.normpath(os.path.join(root, name))
+    if os.path.commonpath([path, os.fspath(root)]) != os.fspath(root):
+        raise CorruptFileError(manifest_path, f"lists the frame file {name!r}, which is outside "
+                               f"the run directory '{root}'; a manifest names files inside it")
+    return path
+
+
 def run_stack(frames, nframes_chunk, source, coords):
     """The lazy ``("delay", "scan", "y", "x")`` stack of a :class:`FrameFiles` grid."""
     chunks = _leading_chunks(frames.shape, nframes_chunk, frames.dtype.itemsize)
@@ -228,15 +251,40 @@ def run_stack(frames, nframes_chunk, source, coords):
     return _labelled(data, source, "run", dims=("delay", "scan", "y", "x"), coords=coords)
 
 
-def _is_zarr(path):
+def is_zarr(path):
+    """Whether the directory ``path`` is a zarr store (v3 or v2: it has zarr metadata)."""
+    path = Path(path)
     return any((path / name).exists() for name in ("zarr.json", ".zarray", ".zgroup"))
+
+
+#: Metadata files of zarr stores (v3, v2).
+ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup", ".zattrs")
+
+
+def _check_zarr_metadata(path):
+    """Raise :class:`CorruptFileError` naming the first metadata file of the store (its root
+    and its arrays) that is not a JSON object."""
+    for folder in [path, *sorted(p for p in path.iterdir() if p.is_dir())]:
+        for name in ZARR_METADATA:
+            meta = folder / name
+            if not meta.is_file():
+                continue
+            try:
+                if not isinstance(json.loads(meta.read_bytes()), dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise CorruptFileError(meta, f"not valid zarr metadata ({exc})") from exc
 
 
 def _from_zarr(path, nframes_chunk):
     import zarr
 
-    node = zarr.open(path, mode="r")
-    coords = None
+    _check_zarr_metadata(path)
+    try:
+        node = zarr.open(path, mode="r")
+    except Exception as exc:  # zarr raises many types on bad metadata
+        raise CorruptFileError(path, f"cannot be opened as a zarr store ({exc})") from exc
+    coords, info, name, records = {}, None, "", None
     if isinstance(node, zarr.Group):
         if "uedflow_reduced" in node.attrs:
             raise ValueError(f"'{path}' is a reduced uedflow store, not a stack of frames: "
@@ -246,25 +294,104 @@ def _from_zarr(path, nframes_chunk):
             raise IncompleteStoreError(
                 f"The zarr store '{path}' was not completed (an interrupted write?); "
                 "write it again")
-        names = [name for name, _ in node.arrays()]
-        if not names:
-            raise ValueError(f"The zarr group '{path}' holds no array")
-        name = VARIABLE if VARIABLE in names else names[0]
-        array = node[name]
-        ds = xr.open_zarr(path, chunks=None, consolidated=False)
-        coords = {k: v.variable.load() for k, v in ds[name].coords.items()}
-        run_attrs = (info or {}).get("run", {})
+        if isinstance(info, dict) and info.get("format", 1) >= 2:  # chunks with checksums
+            records = _verified_store(os.fspath(path), _stamp(path)).records
+        try:
+            names = [name for name, _ in node.arrays()]
+            if not names:
+                raise ValueError(f"The zarr group '{path}' holds no array")
+            name = VARIABLE if VARIABLE in names else names[0]
+            array = node[name]
+            source = path if records is None else _verified_store(os.fspath(path),
+                                                                  _stamp(path))
+            ds = xr.open_zarr(source, chunks=None, consolidated=False)
+            coords = {k: v.variable.load() for k, v in ds[name].coords.items()}
+        except UedflowError:
+            raise
+        except Exception as exc:  # xarray and zarr raise many types on bad metadata
+            raise CorruptFileError(path, f"cannot be read as a zarr store of frames ({exc})") \
+                from exc
     else:
         array = node
-        run_attrs = {}
     dims = getattr(array.metadata, "dimension_names", None)
     if not dims or not all(dims):
         dims = array.attrs.get("_ARRAY_DIMENSIONS") or _frame_dims(array.ndim)
-    data = da.from_zarr(array, chunks=_leading_chunks(array.shape, nframes_chunk,
-                                                      array.dtype.itemsize))
-    stack = _labelled(data, str(path), "zarr", dims=tuple(dims), coords=coords)
+    dims = tuple(dims)
+    frames = ZarrFrames(path, name, array, [(d, coords[d].values if d in coords else None)
+                                            for d in dims[:-2]], verified=records is not None)
+    run_attrs = dict((info or {}).get("run", {}))
+    readable = np.ones(frames.shape[:-2], bool)
+    if info is not None:
+        coords["present"], frames.lost = _present_frames(frames, coords.get("present"), dims,
+                                                         records)
+        run_attrs["bad_files"] = [*run_attrs.get("bad_files", []),
+                                  *([os.fspath(frames.chunk_path(i)), why]
+                                    for i, why in frames.lost.items())]
+        readable = coords["present"][1]
+    if readable.any():  # decode one frame: does the metadata (dtype, shape) fit the data?
+        frames.read(tuple(slice(i, i + 1) for i in np.argwhere(readable)[0]),
+                    (slice(None), slice(None)))
+    data = da.from_array(frames, chunks=_leading_chunks(frames.shape, nframes_chunk,
+                                                        frames.dtype.itemsize),
+                         asarray=False, fancy=False, meta=np.empty((0,) * frames.ndim,
+                                                                   frames.dtype))
+    stack = _labelled(data, str(path), "zarr", dims=dims, coords=coords or None)
     stack.attrs.update(run_attrs)
     return stack
+
+
+def _stamp(path):
+    """What changes when the checksums of a store do (their file's modification time)."""
+    try:
+        return os.stat(Path(path, ".uedflow", "checksums.json")).st_mtime_ns
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _verified_store(path, stamp):
+    """A read-only store that checks every chunk it reads against the checksums recorded when
+    it was written (one per process and store, reused by every read)."""
+    from .safety import VerifiedStore, chunk_records
+
+    hint = f"ingest the run again: uedflow ingest RAW -o {path} --overwrite"
+    return VerifiedStore(path, chunk_records(path), hint)
+
+
+#: Why a frame of a uedflow zarr store without a chunk file is not present, in a store that
+#: records its chunks (every chunk written), and in an older store (all-zero chunks left out).
+LOST_CHUNK = "its chunk file is missing from the zarr store (deleted?)"
+LOST_CHUNK_UNRECORDED = ("no chunk file in the zarr store (deleted, or never written: zarr "
+                         "does not store the chunk of an all-zero frame)")
+
+
+def _present_frames(frames, present, dims, records):
+    """``(present, lost)`` of a uedflow store: the frames present in its run (all, if it has
+    no ``present`` coordinate) whose chunk file exists (with its recorded size, if
+    ``records``), and ``{index: reason}`` of the present frames whose chunk file does not.
+    """
+    lead = dims[:-2]
+    known = (np.ones(frames.shape[:-2], bool) if present is None
+             else np.asarray(present.values, bool))
+    if not frames.one_frame_per_chunk():
+        return (lead, known), {}
+    lost = {}
+    for index in map(tuple, np.argwhere(known)):
+        path = frames.chunk_path(index)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            lost[index] = LOST_CHUNK if records is not None else LOST_CHUNK_UNRECORDED
+            continue
+        key = path.relative_to(frames.store).as_posix()
+        sizes = {n for n, _ in (records or {}).get(key, ())}
+        if sizes and size not in sizes:
+            written = " or ".join(map(str, sorted(sizes)))
+            lost[index] = (f"its chunk file has {size} bytes, {written} were written "
+                           "(truncated or replaced?)")
+    for index in lost:
+        known[index] = False
+    return (lead, known), lost
 
 
 def _natural_sorted(paths):
@@ -314,8 +441,12 @@ class FrameFiles(_LazyArray):
         File names, in the layout of the leading dims of the stack. An empty string is a
         frame without a file: it reads as zeros.
     skip_bad : bool, optional
-        Treat a TIFF file whose header shows it unreadable or truncated as a frame without a
-        file (listed in ``bad``) instead of raising :class:`~uedflow.errors.CorruptFileError`.
+        Treat a file that cannot be read or decoded as a frame without a file (listed in
+        ``bad``) instead of raising :class:`~uedflow.errors.CorruptFileError`. To find them
+        all at open, every frame whose data is compressed (a compressed TIFF, or any other
+        format but an uncompressed TIFF) is decoded once when the stack is opened: opening
+        then costs a read of those frames. Uncompressed TIFF frames are only checked to be
+        as long as their header says.
 
     Attributes
     ----------
@@ -334,29 +465,29 @@ class FrameFiles(_LazyArray):
             raise ValueError("A stack needs at least one frame file")
         first = check_file(flat[present[0]])
         self.format = "tiff" if first.suffix.lower() in TIFF_SUFFIXES else "image"
-        if self.format == "tiff":
-            # headers are read concurrently (network file systems), checked in file order
-            with ThreadPoolExecutor(HEADER_THREADS) as pool:
-                headers = pool.map(_tiff_header_or_error, flat[present])
-                shape = None
-                for i, header in zip(present, headers, strict=True):
-                    if isinstance(header, CorruptFileError) and skip_bad:
-                        self.bad.append((header.path, header.reason))
-                        flat[i] = ""
-                    elif isinstance(header, Exception):
-                        raise header
-                    elif shape is None:
-                        first, (shape, dtype) = flat[i], header
-                    else:
-                        _check_frame(flat[i], *header, shape, dtype, first)
-            if shape is None:
-                raise ValueError(f"None of the {present.size} frame files is readable; the "
-                                 f"first, {self.bad[0][0]}: {self.bad[0][1]}")
-        else:
-            image = readers.diffread(first)
-            shape, dtype = image.shape, image.dtype
-            for path in flat[present[1:]]:
-                check_file(path)
+        check = functools.partial(_frame_header_or_error, tiff=self.format == "tiff")
+        # other formats have no header to read: the first file is decoded, the others too
+        # with skip_bad
+        decode = [skip_bad or (self.format != "tiff" and k == 0) for k in range(present.size)]
+        # headers are read concurrently (network file systems), checked in file order
+        with ThreadPoolExecutor(HEADER_THREADS) as pool:
+            shape = None
+            for i, header in zip(present, pool.map(check, flat[present], decode),
+                                 strict=True):
+                if isinstance(header, CorruptFileError) and skip_bad:
+                    self.bad.append((header.path, header.reason))
+                    flat[i] = ""
+                elif isinstance(header, Exception):
+                    raise header
+                elif header is None:
+                    continue  # not decoded: checked when read
+                elif shape is None:
+                    first, (shape, dtype) = flat[i], header
+                else:
+                    _check_frame(flat[i], *header, shape, dtype, first)
+        if shape is None:
+            raise ValueError(f"None of the {present.size} frame files is readable; the "
+                             f"first, {self.bad[0][0]}: {self.bad[0][1]}")
         if len(shape) != 2:
             raise FrameMismatchError(
                 f"'{first}' holds an image of shape {shape}; one 2D frame per file is needed")
@@ -391,12 +522,16 @@ def _check_frame(path, shape, dtype, expected_shape, expected_dtype, first):
             f"{np.dtype(expected_dtype)}")
 
 
-def _tiff_header(path):
-    """``(shape, dtype)`` of the first series of a TIFF file, reading its header only."""
+def _tiff_header(path, decode=False):
+    """``(shape, dtype)`` of the first series of a TIFF file, reading its header only (and its
+    pixels too if ``decode`` and they are compressed)."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise CorruptFileError(path, "cannot be read as TIFF (it holds no readable "
+                                       "image: no valid page)")
             series = tif.series[0]
             page = series.keyframe
             end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts,
@@ -404,17 +539,35 @@ def _tiff_header(path):
             if end > tif.filehandle.size:
                 raise CorruptFileError(path, f"truncated: image data ends at byte {end}, "
                                        f"the file has {tif.filehandle.size} bytes")
+            if page.compression == 1:  # uncompressed: the data must fill the frame
+                need = int(np.prod(page.shape)) * page.bitspersample // 8
+                if sum(page.databytecounts) < need:
+                    raise CorruptFileError(path, f"its image data has {sum(page.databytecounts)}"
+                                           f" bytes, its frame needs {need}")
+            elif decode:
+                series.asarray()
             return series.shape, series.dtype
-    except CorruptFileError:
+    except (CorruptFileError, FileNotFoundError):
         raise
+    except OSError as exc:
+        raise CorruptFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
     except Exception as exc:
         raise CorruptFileError(path, f"cannot be read as TIFF ({exc})") from exc
 
 
-def _tiff_header_or_error(path):
-    """:func:`_tiff_header`, returning the exception instead of raising it."""
+def _frame_header_or_error(path, decode, *, tiff):
+    """``(shape, dtype)`` of a frame file, or the exception that reading it raised (returned,
+    to be raised by the caller in file order). A TIFF header is read (and its compressed
+    pixels decoded if ``decode``); a file of another format is decoded if ``decode``,
+    otherwise only checked to exist (None)."""
     try:
-        return _tiff_header(check_file(path))
+        check_file(path)
+        if tiff:
+            return _tiff_header(path, decode)
+        if not decode:
+            return None
+        image = readers.diffread(path)
+        return image.shape, image.dtype
     except Exception as exc:  # raised by the caller, in file order
         return exc
 
@@ -473,3 +626,113 @@ class NpyFile(_LazyArray):
 
     def read(self, lead_key, frame_key):
         return np.array(self._open()[(*lead_key, *frame_key)])
+
+
+class ZarrFrames(_LazyArray):
+    """A zarr array of frames, read where it is indexed.
+
+    Reading a chunk that cannot be decoded, or (``verified``) whose bytes differ from those
+    recorded when uedflow wrote it, raises :class:`~uedflow.errors.CorruptFileError` naming the
+    store, the chunk file and its frame, instead of the codec's own message.
+
+    Parameters
+    ----------
+    store : path-like
+        The zarr store (a group, or an array).
+    name : str
+        Path of the array in the group (``""`` for an array store).
+    array : zarr.Array
+        The array, opened.
+    labels : list of (str, ndarray or None)
+        Name and coordinate values of each leading dim (None where it has none), to name
+        frames.
+    verified : bool, optional
+        Check every chunk read against the size and CRC-32 recorded in the store (a store that
+        :func:`uedflow.to_zarr` wrote; see :mod:`uedflow.io.safety`).
+
+    Attributes
+    ----------
+    lost : dict
+        Leading index -> reason of the frames whose chunk is missing or damaged, found at
+        open: they read as zeros (not present), without reading their chunk.
+    """
+
+    def __init__(self, store, name, array, labels, *, verified=False):
+        self.store, self.name, self.verified = os.fspath(store), name, verified
+        self.shape, self.dtype = tuple(array.shape), np.dtype(array.dtype)
+        self.chunks = tuple(array.chunks)
+        self.metadata = array.metadata
+        self.labels = labels
+        self.lost = {}
+        meta = Path(self.store, name, "zarr.json")
+        self.token = (self.store, name, os.path.getmtime(meta) if meta.exists() else None,
+                      _stamp(self.store) if verified else None)
+
+    def __dask_tokenize__(self):
+        return (type(self).__name__, self.token, sorted(self.lost))
+
+    def _open(self):
+        import zarr
+
+        store = (_verified_store(self.store, _stamp(self.store)) if self.verified
+                 else self.store)
+        return zarr.open_array(store, path=self.name, mode="r")
+
+    def chunk_path(self, index):
+        """Path of the chunk file of the chunk at grid position ``index`` (leading dims
+        only: the rest is 0)."""
+        index = tuple(index) + (0,) * (len(self.shape) - len(index))
+        encode = getattr(self.metadata, "encode_chunk_key", None)
+        key = encode(index) if encode else ".".join(map(str, index))
+        return Path(self.store, self.name, key)
+
+    def one_frame_per_chunk(self):
+        """Whether every chunk holds one whole frame (as in the stores uedflow writes)."""
+        nlead = len(self.shape) - 2
+        return self.chunks == (1,) * nlead + self.shape[-2:]
+
+    def read(self, lead_key, frame_key):
+        array = self._open()
+        key = (*lead_key, *frame_key)
+        try:
+            if not self.lost:
+                return array[key]
+            # frame by frame, zeros for the lost ones
+            starts = [k.indices(n)[0] for k, n in zip(lead_key, self.shape, strict=False)]
+            lead = np.empty([len(range(*k.indices(n))) for k, n in
+                             zip(lead_key, self.shape, strict=False)])
+            out = np.zeros(lead.shape + self.shape[-2:], self.dtype)[(Ellipsis, *frame_key)]
+            for index in np.ndindex(lead.shape):
+                frame = tuple(s + i for s, i in zip(starts, index, strict=True))
+                if frame not in self.lost:
+                    out[index] = array[(*frame, *frame_key)]
+            return out
+        except Exception as exc:  # codecs raise RuntimeError, ValueError...
+            raise self._chunk_error(array, key, exc) from exc
+
+    def _chunk_error(self, array, key, exc):
+        """The error naming the first chunk of ``array[key]`` that cannot be read."""
+        ranges = []
+        for k, n, c in zip(key, self.shape, self.chunks, strict=True):
+            start, stop, _ = k.indices(n)
+            ranges.append(range(start // c, -(-stop // c)))
+        for index in itertools.product(*ranges):
+            try:
+                array.get_block_selection(index)
+            except Exception as chunk_exc:
+                reason = (chunk_exc.problems[0].problem
+                          if isinstance(chunk_exc, DamagedStoreError) else str(chunk_exc))
+                return CorruptFileError(
+                    self.chunk_path(index),
+                    f"chunk {index} ({self._frame(index)}) of the zarr store '{self.store}' "
+                    f"cannot be read: {reason}")
+        return CorruptFileError(self.store, f"cannot read {key} ({exc})")
+
+    def _frame(self, index):
+        nlead = len(self.shape) - 2
+        parts = []
+        for i, ((dim, values), c) in enumerate(zip(self.labels, self.chunks[:nlead],
+                                                    strict=True)):
+            start = index[i] * c
+            parts.append(f"{dim}={start if values is None else values[start]}")
+        return "frame " + ", ".join(parts)

@@ -158,12 +158,21 @@ def tiffread(path, out=None):
     Returns
     -------
     image : ndarray
+
+    Raises
+    ------
+    uedflow.errors.CorruptFileError
+        If the file cannot be decoded or holds no image.
     """
     import tifffile
 
     try:
-        return tifffile.imread(path, out=out)
-    except FileNotFoundError:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:  # e.g. the offset of the first page points past the end
+                raise CorruptFileError(path, "cannot be read as TIFF (it holds no readable "
+                                       "image: no valid page)")
+            return tif.series[0].asarray(out=out)
+    except (FileNotFoundError, CorruptFileError):
         raise
     except Exception as exc:  # tifffile raises ValueError, struct.error, codec errors...
         raise CorruptFileError(path, f"cannot be read as TIFF ({exc})") from exc

@@ -21,13 +21,21 @@ import json
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CorruptFileError
-from .lazy import RUN_MANIFEST, FrameFiles, _is_image_file, _natural_sorted, run_stack
+from .lazy import (
+    RUN_MANIFEST,
+    FrameFiles,
+    _frame_header_or_error,
+    _is_image_file,
+    _natural_sorted,
+    run_stack,
+)
+from .readers import TIFF_SUFFIXES
 
 #: Regular expression of each pattern field.
 FIELDS = {
@@ -39,12 +47,15 @@ FIELDS = {
 #: Delay units of ``{delay:UNIT}``: ``(numerator, denominator)`` of the conversion to ps.
 DELAY_UNITS = {"fs": (1, 1000), "ps": (1, 1), "ns": (1000, 1)}
 
+#: Name of the mask file of a run (True = valid pixel), in the run directory.
+MASK_FILE = "mask.tif"
+
 #: Patterns of the frames of the other roles, shared by the presets.
 AUXILIARY = {
     "darks": "dark_image/*.tif",
     "flats": "flat*/*.tif",
     "pump_off": "pump_off/*.tif",
-    "ignore": "mask.tif",
+    "ignore": MASK_FILE,
 }
 
 #: Presets: a pattern per role. ``"uedflow"`` is the layout of
@@ -83,6 +94,9 @@ class RunFiles:
         Image files that match no pattern.
     pattern : str
         The frame pattern.
+    unreadable : list of (pathlib.Path, str)
+        Folders of the run that could not be listed, and why: their files are not in the
+        other lists.
     """
 
     root: Path
@@ -95,6 +109,7 @@ class RunFiles:
     missing: list
     unmatched: list
     pattern: str
+    unreadable: list = field(default_factory=list)
 
 
 @dataclass
@@ -178,7 +193,7 @@ def is_run(path):
         True if a file under ``path`` matches the frame pattern of a preset.
     """
     path = Path(path)
-    return path.is_dir() and _fitting_preset(_list_files(path)) is not None
+    return path.is_dir() and _fitting_preset(_list_files(path, [])) is not None
 
 
 def _detect(files):
@@ -192,15 +207,30 @@ def _detect(files):
                      "Pass pattern=... (see uedflow.io.runs)")
 
 
+def _unreadable_note(unreadable):
+    if not unreadable:
+        return ""
+    return (f" ({len(unreadable)} folders could not be read: "
+            f"{_examples([f'{path}: {reason}' for path, reason in unreadable])})")
+
+
 def _examples(names, n=5):
     more = f", ... ({len(names)} in all)" if len(names) > n else ""
     return ", ".join(map(str, names[:n])) + more
 
 
-def _list_files(root):
-    """Paths of all files under ``root``, relative, with ``/`` separators, in natural order."""
+def _list_files(root, unreadable):
+    """Paths of all files under ``root``, relative, with ``/`` separators, in natural order.
+
+    ``(folder, reason)`` of every folder that cannot be listed is appended to ``unreadable``.
+    """
     files = []
-    for folder, _, names in os.walk(root):
+
+    def failed(exc):
+        unreadable.append((Path(exc.filename or root), f"cannot list the folder "
+                           f"({exc.strerror or exc})"))
+
+    for folder, _, names in os.walk(root, onerror=failed):
         rel = Path(folder).relative_to(root)
         files += [(rel / name).as_posix() for name in names]
     return [p.as_posix() for p in _natural_sorted(files)]
@@ -209,8 +239,11 @@ def _list_files(root):
 def _manifest_delays(root):
     path = root / RUN_MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"The pattern field {{delay_index}} needs the delays of "
-                                f"'{path}', which does not exist")
+        raise FileNotFoundError(f"The frames of '{root}' are named by delay index (pattern "
+                                f"{{delay_index}}, e.g. scan_000_delay_001.tif), but the run "
+                                f"has no '{RUN_MANIFEST}' giving the delays of the indices: "
+                                f"'{path}' does not exist. Restore it, or rename the frames "
+                                "with their delays (e.g. scan_0001/pumpon_+001.000ps.tif)")
     try:
         manifest = json.loads(path.read_text())
         return [float(t) for t in manifest["delays"]], [int(s) for s in manifest["scans"]]
@@ -251,10 +284,17 @@ def scan_run(path, pattern=None, *, preset="auto"):
     root = Path(os.path.abspath(path))
     if not root.is_dir():
         raise FileNotFoundError(f"No such run directory: '{root}'")
-    files = _list_files(root)
+    unreadable = []
+    files = _list_files(root, unreadable)
+    if unreadable and unreadable[0][0] == root:
+        raise PermissionError(f"The run directory '{root}' cannot be read: "
+                              f"{unreadable[0][1]}")
     if not files:
         raise FileNotFoundError(f"The run directory '{root}' is empty")
-    patterns = _patterns(pattern, preset, files)
+    try:
+        patterns = _patterns(pattern, preset, files)
+    except ValueError as exc:
+        raise type(exc)(f"{exc}{_unreadable_note(unreadable)}") from None
     frame_pattern = patterns.pop("frames")
     delays, scans = set(), set()
     if "delay_index" in frame_pattern.fields:
@@ -288,20 +328,39 @@ def scan_run(path, pattern=None, *, preset="auto"):
     if not frames:
         raise FileNotFoundError(f"No file under '{root}' matches the pattern "
                                 f"'{frame_pattern.text}'; examples of names found: "
-                                f"{_examples(files)}")
+                                f"{_examples(files)}{_unreadable_note(unreadable)}")
     delays = sorted(delays | {d for d, _ in frames})
     scans = sorted(scans | {s for _, s in frames})
     missing = [(d, s) for d in delays for s in scans if (d, s) not in frames]
     return RunFiles(root, frames, delays, scans, found["darks"], found["flats"],
-                    found["pump_off"], missing, unmatched, frame_pattern.text)
+                    found["pump_off"], missing, unmatched, frame_pattern.text, unreadable)
+
+
+def _readable(paths, skip_bad, bad):
+    """The files of ``paths`` (darks, flats, pump-off frames) whose header can be read (and
+    compressed pixels decoded, with ``skip_bad``), as strings; the others are appended to
+    ``bad`` as ``[path, reason]`` with ``skip_bad``, and raise otherwise."""
+    readable = []
+    for path in paths:
+        header = _frame_header_or_error(path, skip_bad,
+                                        tiff=path.suffix.lower() in TIFF_SUFFIXES)
+        if isinstance(header, CorruptFileError) and skip_bad:
+            bad.append([header.path, header.reason])
+        elif isinstance(header, Exception):
+            raise header
+        else:
+            readable.append(str(path))
+    return readable
 
 
 def open_run(path, pattern=None, *, preset="auto", chunks=None, missing="raise",
              skip_bad=False):
     """Open a raw run lazily as a ``("delay", "scan", "y", "x")`` stack.
 
-    Opening lists the run's files (:func:`scan_run`) and reads every frame's header; pixels
-    are read when the stack is computed, one chunk of whole frames per dask task.
+    Opening lists the run's files (:func:`scan_run`) and reads the header of every frame,
+    dark, flat-field and pump-off file; pixels are read when the stack is computed, one chunk
+    of whole frames per dask task (with ``skip_bad``, compressed frames are also decoded once
+    at open, see below).
 
     Parameters
     ----------
@@ -318,9 +377,13 @@ def open_run(path, pattern=None, *, preset="auto", chunks=None, missing="raise",
         What to do about ``(delay, scan)`` combinations without a file: raise a ValueError
         listing them, or keep them as frames of zeros with ``present=False``.
     skip_bad : bool, optional
-        Exclude frames whose header shows them unreadable or truncated (``present=False``,
-        listed in ``attrs["bad_files"]``) instead of raising
-        :class:`~uedflow.errors.CorruptFileError` for the first one.
+        Go on without what cannot be read, listing each in ``attrs["bad_files"]``, instead of
+        raising for the first: frames that cannot be read, are truncated or do not decode
+        (``present=False``), dark, flat-field and pump-off files likewise (left out of their
+        list), and folders of the run that cannot be listed. To find bad frames at open,
+        every compressed frame (a compressed TIFF, or another format than an uncompressed
+        TIFF) is decoded once when the run is opened, which costs a read of those frames;
+        uncompressed TIFF frames are checked to be as long as their header says.
 
     Returns
     -------
@@ -329,16 +392,20 @@ def open_run(path, pattern=None, *, preset="auto", chunks=None, missing="raise",
         (``(delay, scan)``, absolute path, ``""`` where missing) and ``present`` (``(delay,
         scan)``, False where the frame is missing or bad). ``attrs``: ``source`` (the run
         directory), ``pattern`` (the frame pattern), ``darks``, ``flats``, ``pump_off`` and
-        ``unmatched`` (absolute paths), ``missing`` (``[[delay, scan], ...]``) and
-        ``bad_files`` (``[[path, reason], ...]``).
+        ``unmatched`` (absolute paths), ``missing`` (``[[delay, scan], ...]``),
+        ``bad_files`` (``[[path, reason], ...]``: frames, other files and folders left out)
+        and, when the run has one (``mask.tif`` in the run directory), ``mask_file``.
 
     Raises
     ------
     FileNotFoundError, ValueError
         As :func:`scan_run`; ValueError also for missing combinations with
         ``missing="raise"``.
+    PermissionError
+        If a folder of the run cannot be listed (and ``skip_bad`` is false).
     uedflow.errors.CorruptFileError
-        If a frame file is unreadable or truncated (and ``skip_bad`` is false).
+        If a frame, dark, flat-field or pump-off file is unreadable or truncated (and
+        ``skip_bad`` is false).
     uedflow.errors.FrameMismatchError
         If frames differ in shape or dtype.
 
@@ -350,6 +417,15 @@ def open_run(path, pattern=None, *, preset="auto", chunks=None, missing="raise",
     if missing not in ("raise", "exclude"):
         raise ValueError(f"missing must be 'raise' or 'exclude', got {missing!r}")
     run = scan_run(path, pattern, preset=preset)
+    if run.unreadable and not skip_bad:
+        raise PermissionError(
+            f"{len(run.unreadable)} folders of the run '{run.root}' cannot be read, so their "
+            f"frames would be left out: {_examples([f'{p}: {r}' for p, r in run.unreadable])}. "
+            "Make them readable, or pass skip_bad=True (--skip-bad) to go on without them "
+            "(they are listed in attrs['bad_files'])")
+    bad = [[str(p), reason] for p, reason in run.unreadable]
+    roles = {role: _readable(getattr(run, role), skip_bad, bad)
+             for role in ("darks", "flats", "pump_off")}
     unmatched = [str(p) for p in run.unmatched]
     if run.missing and missing == "raise":
         combos = _examples([f"({d:g} ps, scan {s})" for d, s in run.missing], 20)
@@ -374,11 +450,11 @@ def open_run(path, pattern=None, *, preset="auto", chunks=None, missing="raise",
                       coords)
     stack.attrs.update(
         pattern=run.pattern,
-        darks=[str(p) for p in run.darks],
-        flats=[str(p) for p in run.flats],
-        pump_off=[str(p) for p in run.pump_off],
+        **roles,
+        **({"mask_file": str(run.root / MASK_FILE)} if (run.root / MASK_FILE).is_file()
+           else {}),
         unmatched=unmatched,
         missing=[[d, s] for d, s in run.missing],
-        bad_files=[[path, reason] for path, reason in frames.bad],
+        bad_files=bad + [[path, reason] for path, reason in frames.bad],
     )
     return stack.chunk(chunks) if isinstance(chunks, dict) else stack
