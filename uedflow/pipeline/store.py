@@ -109,12 +109,19 @@ def write_reduced(ds, store, *, resume=True, overwrite=False, progress=False):
     ------
     FileExistsError
         If ``store`` exists and is not a reduced uedflow store (nothing is changed), or if it
-        is one and neither ``resume`` nor ``overwrite`` is given.
+        is one and neither ``resume`` nor ``overwrite`` is given;
+        :class:`~uedflow.errors.UnsafeDeleteError` if ``overwrite`` would delete a file
+        uedflow does not write (named in the message; nothing is deleted).
     ValueError
         If ``store`` was started from a different configuration, different input files
         or a different data layout, and ``overwrite`` is False.
     uedflow.errors.StoreLockedError
         If another process is writing ``store``.
+
+    Notes
+    -----
+    Resuming reads every chunk file once to check its CRC-32 (about 10 ms for a 24-delay
+    512² store of 23 MiB from the page cache).
     """
     store = Path(store).absolute()
     ds = _prepare(ds)
