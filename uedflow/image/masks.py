@@ -30,16 +30,19 @@ def _smooth(image, weight, sigma):
 
 
 def _keep(labels, n, min_area, test):
-    """Union of the labelled regions of at least ``min_area`` pixels that pass ``test``."""
+    """Union of the labelled regions of at least ``min_area`` pixels that pass ``test``
+    (called with the region and a shell 2 to 8 px outside it, cropped about the region, and
+    the crop's slices)."""
     areas = np.bincount(labels.ravel(), minlength=n + 1)
     kept = np.zeros(labels.shape, bool)
-    for k in np.flatnonzero(areas >= min_area):
-        if k == 0:
+    for k, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None or areas[k] < min_area:
             continue
-        region = labels == k
+        box = tuple(slice(max(b.start - 9, 0), b.stop + 9) for b in box)
+        region = labels[box] == k
         distance = ndi.distance_transform_edt(~region)
-        if test(region, (distance > 2) & (distance <= 8)):
-            kept |= region
+        if test(region, (distance > 2) & (distance <= 8), box):
+            kept[box] |= region
     return kept
 
 
@@ -58,8 +61,8 @@ def _dark_for_its_radius(image, smooth, known, radius, level, min_area):
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = smooth / level[radius]
     labels, n = ndi.label(known & (ratio < 0.25), np.ones((3, 3)))
-    block = _keep(labels, n, min_area,
-                  lambda region, shell: np.nanmean(ratio[shell & known]) > 0.6)
+    block = _keep(labels, n, min_area, lambda region, shell, box: np.nanmean(
+        ratio[box][shell & known[box]]) > 0.6)
     level = np.nan_to_num(level)
     ahead = np.zeros_like(level)
     ahead[:-2] = ndi.minimum_filter1d(level, 11, origin=-5)[2:]
@@ -100,8 +103,9 @@ def find_beam_block(image, mask=None, center=None, *, contrast=0.1, min_area=Non
         the dark offset.
     mask : ndarray of bool, shape (N, M), optional
         True on valid pixels; invalid ones (hot pixels, a known mask) are ignored.
-    center : tuple of float, optional
-        Pattern centre ``(row, col)``, e.g. from :func:`uedflow.autocenter`.
+    center : tuple of float or "auto", optional
+        Pattern centre ``(row, col)``; "auto": :func:`uedflow.autocenter` of the pattern
+        without the dark regions of the first kind. None: regions of the first kind only.
     contrast : float, optional
         Fraction of the way from the dark level to the median below which pixels are
         candidates of the first kind.
@@ -141,9 +145,12 @@ def find_beam_block(image, mask=None, center=None, *, contrast=0.1, min_area=Non
     if not span > 0:
         return none
     labels, n = ndi.label(known & (smooth <= floor + contrast * span), np.ones((3, 3)))
-    core = _keep(labels, n, min_area, lambda region, shell: (
-        (shell & known).any()
-        and smooth[shell & known].mean() - smooth[region].mean() >= 0.3 * span))
+    def darker(region, shell, box):
+        shell &= known[box]
+        return shell.any() and (smooth[box][shell].mean() - smooth[box][region].mean()
+                                >= 0.3 * span)
+
+    core = _keep(labels, n, min_area, darker)
     zero = 0.0
     if core.any():
         zero = np.median(smooth[core])
@@ -152,6 +159,10 @@ def find_beam_block(image, mask=None, center=None, *, contrast=0.1, min_area=Non
         core = ndi.binary_propagation(core, np.ones((3, 3)), reach)
     image = image - zero
     smooth = smooth - zero
+    if isinstance(center, str) and center == "auto":
+        from .center import autocenter
+
+        center = autocenter(np.where(np.isfinite(image), image, 0), known & ~core)
     if center is not None:
         yy, xx = np.indices(image.shape)
         radius = np.rint(np.hypot(yy - center[0], xx - center[1])).astype(np.intp)
@@ -175,8 +186,8 @@ def find_dead_pixels(image, noise, *, z=8.0, fraction=0.2):
     """Pixels (or columns, rows) that stay dark where their neighbours see electrons.
 
     A pixel is dead if it is below ``fraction`` of the median of its 5 x 5 neighbourhood and
-    below it by more than ``z`` times the neighbourhood's noise: with the mean of ``n``
-    frames, ``noise`` is the per-pixel standard deviation over frames divided by
+    below it by more than ``z`` times the local noise (``noise`` smoothed over 2 px): with the
+    mean of ``n`` frames, ``noise`` is the per-pixel standard deviation over frames divided by
     ``sqrt(n)``. Bright features (rings, Bragg spots) are never flagged: only pixels darker
     than their surroundings are.
 
@@ -205,7 +216,18 @@ def find_dead_pixels(image, noise, *, z=8.0, fraction=0.2):
     ([20], 64)
     """
     image = check_image(image, "image").astype(float)
-    local = ndi.median_filter(image, size=5, mode="nearest")
-    local_noise = ndi.median_filter(np.broadcast_to(np.asarray(noise, float), image.shape),
-                                    size=5, mode="nearest")
-    return (image < fraction * local) & (local - image > z * local_noise)
+    noise = np.broadcast_to(np.asarray(noise, float), image.shape)
+    # candidates: darker than `fraction` of their smoothed surroundings (cheap); the median
+    # of the 5 x 5 neighbourhood only about them
+    candidates = np.flatnonzero(image < fraction * ndi.gaussian_filter(image, 1.5,
+                                                                       mode="nearest"))
+    dead = np.zeros(image.shape, bool)
+    if candidates.size == 0:
+        return dead
+    rows, cols = np.unravel_index(candidates, image.shape)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(image, 2, mode="edge"), (5, 5))
+    local = np.median(windows[rows, cols].reshape(len(rows), 25), axis=1)
+    local_noise = ndi.gaussian_filter(noise, 2.0, mode="nearest")[rows, cols]
+    dead[rows, cols] = (image[rows, cols] < fraction * local) & (
+        local - image[rows, cols] > z * local_noise)
+    return dead

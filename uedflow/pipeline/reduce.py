@@ -326,9 +326,7 @@ def detector_mask(run, config, dark, gain, present, *, progress=False):
     if config.mask.beam_block:
         # a block that stops every electron, then (about the pattern's centre) one that lets
         # a few % through or crosses bright rings
-        block = find_beam_block(mean, valid)
-        center = autocenter(np.where(np.isfinite(mean), mean, 0), valid & ~block)
-        remove("beam_block", find_beam_block(mean, valid, center))
+        remove("beam_block", find_beam_block(mean, valid, "auto"))
     if not valid.any():
         raise ValueError(f"the mask leaves no valid pixel (removed: {parts})")
     for k, (i, s) in enumerate(sample):
