@@ -10,9 +10,13 @@ every frame, so no average over scans reveals it; :attr:`physics_runs.Truth.dark
 
 With ``n`` scans, ``z`` follows Student's t with ``n - 1`` degrees of freedom: RMS
 ``sqrt((n - 1) / (n - 3))`` = 1.07 for 16 scans, 94 % within 2. Asserted: RMS of ``z`` in
-``1 ± 0.15`` and at least 90 % within 2 errors, for ``diffraction_error``, ``radial_error``,
+``1 ± 0.15``, at least 90 % within 2 errors and the mean of ``z`` within ±0.2 (no bias
+beyond a fifth of an error bar), for ``diffraction_error``, ``radial_error``,
 ``radial_change_error``, ``equilibrium_error``, ``pump_off_error`` and the error of
-``ds.ued.time_series`` over each ring.
+``ds.ued.time_series`` over each ring. Per-pixel errors are judged 2 px inside the mask and
+the frame, where every scan contributes: at the frame's edge a fraction-of-a-pixel shift
+leaves a pixel to a few frames, whose standard error is itself uncertain (t with 1 to 3
+degrees of freedom has no finite or a huge RMS).
 """
 
 import numpy as np
@@ -28,6 +32,9 @@ SPEC = RunSpec(size=128, delays=(-1.0, -0.5, 1.0, 4.0), n_scans=16, drift=0.0, n
                outer_counts=6.0, bad_frame=None, write_mask=True, n_pump_off=1)
 RMS_BOUNDS = (0.85, 1.15)
 WITHIN_2 = 0.9
+#: Largest |mean z|: a bias of a fifth of an error bar (the skew of Poisson counts at a few
+#: electrons per pixel gives about -0.05 to -0.1).
+MEAN_Z = 0.2
 
 
 def truth_profile(image, center, mask, radius):
@@ -119,3 +126,4 @@ def test_error_bars_are_calibrated(pooled, name):
     within = float(np.mean(np.abs(z) <= 2))
     assert RMS_BOUNDS[0] <= rms <= RMS_BOUNDS[1], (name, rms, within, z.size)
     assert within >= WITHIN_2, (name, rms, within, z.size)
+    assert abs(z.mean()) <= MEAN_Z, (name, float(z.mean()), rms, within, z.size)

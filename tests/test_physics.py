@@ -11,7 +11,7 @@ without pump-off frames), reduced by the command as a user runs it. Asserted per
 * the ΔI/I of every ring window (the stored ``radial_change`` weighted over the window) within
   :data:`RING_PP` RMS of the noise-free model's, over every delay and ring; the shot and read
   noise alone is well below that bound (checked), so the bound measures the reduction;
-* the masked fraction at most twice the true bad area;
+* the masked fraction at most twice the true bad area, and every beam-block pixel masked;
 * the injected bad frame rejected, and few good ones;
 * with ``[dynamics] reference = "pump_off"`` (runs with pump-off frames), ΔI/I against the
   pump-off pattern within the same bound (it differs from the delays before time zero by the
