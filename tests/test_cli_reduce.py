@@ -4,6 +4,7 @@ The resume test kills a reduction (a subprocess, SIGKILL) while it writes its st
 again, and compares the store with that of an uninterrupted run, file by file.
 """
 
+import builtins
 import contextlib
 import io
 import json
@@ -231,6 +232,10 @@ def test_bad_frame_stops_the_run_or_is_skipped(run, tmp_path):
      "--cluster-option needs --cluster"),
     (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--scheduler", "tcp://127.0.0.1:1",
       "--workers", "2"], "--scheduler does not go with --workers"),
+    (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--wait-workers", "5"],
+     "--wait-workers needs --scheduler or --cluster"),
+    (["reduce", "{run}", "-o", "{tmp}/taken/out.zarr"], "is a file, not a folder"),
+    (["verify", "{tmp}/taken"], "taken"),
     (["quicklook", "{tmp}/nowhere.zarr"], "nowhere.zarr"),
     (["info", "{tmp}/nowhere"], "nowhere"),
 ])
@@ -267,6 +272,11 @@ def test_signal_mid_reduction_prints_the_command_that_resumes(run, reference, tm
     proc = start_slow_reduce(argv, tmp_path)
     try:
         wait_for_chunks(proc, store, at_least=2)
+        # a second writer stops at once, before its analysis pass, naming the first
+        start = time.monotonic()
+        err = _run_main(argv, code=2)
+        assert time.monotonic() - start < 2 and err.count("\n") == 1
+        assert f"'{store}' is being written by another process (pid {proc.pid}" in err
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     finally:
@@ -312,23 +322,27 @@ def test_verify_lists_damaged_chunks(reference, tmp_path):
     assert "nowhere.zarr" in err and err.count("\n") == 1
 
 
-def test_skip_bad_records_an_unreadable_folder_in_the_provenance(tmp_path, monkeypatch):
+def test_skip_bad_records_unreadable_folders_and_files_in_the_provenance(tmp_path,
+                                                                        monkeypatch):
     path = tmp_path / "lab"
     make_run(path, shape=(128, 128), delays=DELAYS[:4], n_scans=3, n_darks=1, seed=5,
              layout="lab")
-    folder = path / "scan_0003"
-    scandir = os.scandir
+    folder, frame = path / "scan_0003", path / "scan_0001" / "pumpon_-000.500ps.tif"
+    scandir, open_ = os.scandir, builtins.open
 
-    def guarded(p="."):
-        if os.path.abspath(p) == str(folder):
+    def denied(p):  # as after chmod 000 (the tests run as root, who may read anything)
+        if os.path.abspath(p) in (str(folder), str(frame)):
             raise PermissionError(13, "Permission denied", str(p))
-        return scandir(p)
 
-    monkeypatch.setattr(os, "scandir", guarded)
+    monkeypatch.setattr(os, "scandir", lambda p=".": denied(p) or scandir(p))
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (
+        denied(f) if isinstance(f, str | os.PathLike) else None) or open_(f, *a, **k))
     err = _run_main(["reduce", str(path), "-o", str(tmp_path / "a.zarr")], code=2)
     assert str(folder) in err and "--skip-bad" in err
     out = _run_main(["reduce", str(path), "-o", str(tmp_path / "b.zarr"), "-q", "--skip-bad"])
-    assert "bad files: 1" in out
+    assert "present: 7 of 8 frames (0 missing, 2 bad)" in out and "bad files: 2" in out
     provenance = json.loads(open_reduced(tmp_path / "b.zarr").attrs["uedflow"])
-    assert provenance["bad_files"] == [[str(folder), "cannot list the folder (Permission "
-                                                     "denied)"]]
+    assert provenance["bad_files"] == [
+        [str(folder), "cannot list the folder (Permission denied)"],
+        [str(frame), "cannot be read (Permission denied)"]]
+    assert str(frame) not in provenance["inputs"]["files"]

@@ -1,6 +1,7 @@
 """open_run / scan_run: raw runs from file names, patterns, presets, bad input."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -268,19 +269,30 @@ def test_chunks_and_deterministic_graph(runs):
     assert open_run(path).data.name == open_run(path).data.name
 
 
-def _unreadable(monkeypatch, folder):
-    """Listing ``folder`` raises PermissionError, as it would after ``chmod 000`` (the tests
-    run as root, who may read anything)."""
+def _unreadable(monkeypatch, *paths):
+    """Listing or opening ``paths`` raises PermissionError, as it would after ``chmod 000``
+    (the tests run as root, who may read anything)."""
+    import builtins
     import os
 
-    scandir = os.scandir
+    paths = {str(p) for p in paths}
+    scandir, open_ = os.scandir, builtins.open
 
-    def guarded(path="."):
-        if os.path.abspath(path) == str(folder):
-            raise PermissionError(13, "Permission denied", str(folder))
+    def denied(path):
+        if os.path.abspath(path) in paths:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def guarded_scandir(path="."):
+        denied(path)
         return scandir(path)
 
-    monkeypatch.setattr(os, "scandir", guarded)
+    def guarded_open(file, *args, **kwargs):
+        if isinstance(file, str | os.PathLike):
+            denied(file)
+        return open_(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", guarded_scandir)
+    monkeypatch.setattr(builtins, "open", guarded_open)
 
 
 def test_unreadable_folder_stops_the_run_or_is_listed(lab, monkeypatch):
@@ -294,6 +306,17 @@ def test_unreadable_folder_stops_the_run_or_is_listed(lab, monkeypatch):
     assert run.scan.values.tolist() == [1]  # scan 2 is unknown: its folder was not listed
     assert run.attrs["bad_files"] == [[str(folder), "cannot list the folder (Permission "
                                                     "denied)"]]
+
+
+def test_unreadable_frame_stops_the_run_or_is_listed(lab, monkeypatch):
+    path, truth = lab
+    frame = path / truth["files"][1][2]
+    _unreadable(monkeypatch, frame)
+    with pytest.raises(CorruptFileError, match=rf"{re.escape(frame.name)}: cannot be read \(Perm"):
+        open_run(path)
+    run = open_run(path, skip_bad=True)
+    assert run.attrs["bad_files"] == [[str(frame), "cannot be read (Permission denied)"]]
+    assert run.present.values.sum() == 7 and not run.present.values[2, 1]
 
 
 def test_unreadable_run_directory(lab, monkeypatch):
@@ -354,7 +377,7 @@ def test_uncompressed_frame_shorter_than_its_frame_is_bad(tmp_path):
     bad.write_bytes(bytes(data))
     run = open_run(tmp_path, "t{delay}.tif", skip_bad=True)
     assert run.present.values[:, 0].tolist() == [True, False]
-    assert "its frame needs 512" in run.attrs["bad_files"][0][1]
+    assert "16-bit samples needs 512" in run.attrs["bad_files"][0][1]
 
 
 def test_float_frames_with_nan_under_the_mask_open(tmp_path):

@@ -529,22 +529,9 @@ def _tiff_header(path, decode=False):
 
     try:
         with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise CorruptFileError(path, "cannot be read as TIFF (it holds no readable "
-                                       "image: no valid page)")
+            readers.check_tiff(path, tif)
             series = tif.series[0]
-            page = series.keyframe
-            end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts,
-                                             strict=True)), default=0)
-            if end > tif.filehandle.size:
-                raise CorruptFileError(path, f"truncated: image data ends at byte {end}, "
-                                       f"the file has {tif.filehandle.size} bytes")
-            if page.compression == 1:  # uncompressed: the data must fill the frame
-                need = int(np.prod(page.shape)) * page.bitspersample // 8
-                if sum(page.databytecounts) < need:
-                    raise CorruptFileError(path, f"its image data has {sum(page.databytecounts)}"
-                                           f" bytes, its frame needs {need}")
-            elif decode:
+            if decode and series.keyframe.compression != 1:
                 series.asarray()
             return series.shape, series.dtype
     except (CorruptFileError, FileNotFoundError):
@@ -578,6 +565,7 @@ def read_tiff_frame(path, out, first):
 
     try:
         with tifffile.TiffFile(path) as tif:
+            readers.check_tiff(path, tif)
             series = tif.series[0]
             _check_frame(path, series.shape, series.dtype, out.shape, out.dtype, first)
             series.asarray(out=out)

@@ -168,14 +168,92 @@ def tiffread(path, out=None):
 
     try:
         with tifffile.TiffFile(path) as tif:
-            if not tif.series:  # e.g. the offset of the first page points past the end
-                raise CorruptFileError(path, "cannot be read as TIFF (it holds no readable "
-                                       "image: no valid page)")
-            return tif.series[0].asarray(out=out)
+            check_tiff(path, tif)
+            series = tif.series[0]
+            image = series.asarray(out=out)
+            if image.shape != series.shape or image.dtype != series.dtype:
+                raise CorruptFileError(path, f"its image decodes to shape {image.shape} and "
+                                       f"dtype {image.dtype}, its header says {series.shape} "
+                                       f"and {series.dtype}")
+            return image
     except (FileNotFoundError, CorruptFileError):
         raise
     except Exception as exc:  # tifffile raises ValueError, struct.error, codec errors...
         raise CorruptFileError(path, f"cannot be read as TIFF ({exc})") from exc
+
+
+def check_tiff(path, tif):
+    """Check that the header of the first image of an open TIFF file describes its data.
+
+    A TIFF file has no checksum: a damaged header can make a reader return an empty image,
+    another shape or dtype, or pixels read from the wrong place or filled with zeros. This
+    catches what a header consistent with its file cannot show: no image, an empty one, data
+    segments missing, empty, past the end of the file or overlapping the header itself, and
+    uncompressed data whose size does not fit the frame.
+
+    Parameters
+    ----------
+    path : path-like
+        The file, for the message.
+    tif : tifffile.TiffFile
+        The file, open.
+
+    Raises
+    ------
+    uedflow.errors.CorruptFileError
+        Naming the file and what is inconsistent.
+    """
+    if not tif.series or len(tif.series[0].shape) < 2 or 0 in tif.series[0].shape:
+        raise CorruptFileError(path, "cannot be read as TIFF (it holds no readable image: no "
+                               "valid page)")
+    page = tif.series[0].keyframe
+    if page.dtype is None or page.samplesperpixel < 1:
+        raise CorruptFileError(path, f"its header gives no valid pixel type ({page.bitspersample}"
+                               f"-bit samples of format {page.sampleformat}, "
+                               f"{page.samplesperpixel} per pixel)")
+    size = tif.filehandle.size
+    segments = list(zip(page.dataoffsets, page.databytecounts, strict=True))
+    if len(segments) != int(np.prod(page.chunked)):
+        raise CorruptFileError(path, f"its header lists {len(segments)} data segments, its "
+                               f"image of shape {page.shape} needs {int(np.prod(page.chunked))}")
+    for offset, count in segments:
+        if count <= 0:
+            raise CorruptFileError(path, f"an image data segment (at byte {offset}) is empty")
+        if offset + count > size:
+            raise CorruptFileError(path, f"truncated: image data ends at byte {offset + count}, "
+                                   f"the file has {size} bytes")
+        for start, end in _tiff_structures(tif, page):
+            if offset < end and start < offset + count:
+                raise CorruptFileError(path, f"its image data (bytes {offset} to "
+                                       f"{offset + count}) overlaps its header (bytes {start} to "
+                                       f"{end})")
+    rows = int(np.prod(page.chunks[:-1])) if len(page.chunks) > 1 else 1
+    chunk_bytes = -(-int(np.prod(page.chunks)) * page.bitspersample // 8) + rows  # row padding
+    if page.compression == 1:  # uncompressed: the data must fill the frame, with padding
+        total = sum(page.databytecounts)
+        need = int(np.prod(page.shape)) * page.bitspersample // 8
+        if not need <= total <= len(segments) * chunk_bytes:
+            raise CorruptFileError(path, f"its image data has {total} bytes, its frame of shape "
+                                   f"{page.shape} and {page.bitspersample}-bit samples needs "
+                                   f"{need}")
+    elif max(page.databytecounts) > 2 * chunk_bytes + 1024:  # codecs expand little, if at all
+        raise CorruptFileError(path, f"a compressed data segment has {max(page.databytecounts)} "
+                               f"bytes, more than its {chunk_bytes} bytes of pixels could take "
+                               f"(shape {page.chunks}, {page.bitspersample}-bit samples)")
+
+
+def _tiff_structures(tif, page):
+    """Byte ranges ``(start, end)`` of a TIFF file's header, of the page's directory and of its
+    tag values stored outside the directory."""
+    header = 16 if tif.is_bigtiff else 8
+    directory = (tif.tiff.tagnosize + len(page.tags) * tif.tiff.tagsize
+                 + tif.tiff.offsetsize)
+    ranges = [(0, header), (page.offset, page.offset + directory)]
+    for tag in page.tags.values():
+        nbytes = getattr(tag, "valuebytecount", 0)
+        if nbytes > tif.tiff.offsetsize:  # the value is stored outside the directory
+            ranges.append((tag.valueoffset, tag.valueoffset + nbytes))
+    return ranges
 
 
 def dmread(filepath):
