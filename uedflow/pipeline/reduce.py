@@ -33,11 +33,13 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from scipy import ndimage as ndi
 
 from ..errors import FrameMismatchError
 from ..image.alignment import AlignPlan, translate
 from ..image.center import autocenter
 from ..image.masks import find_beam_block, find_dead_pixels
+from ..image.powder import refine_center
 from ..io.lazy import open_stack
 from ..io.readers import diffread
 from ..io.zarrstore import compute
@@ -285,6 +287,9 @@ def detector_mask(run, config, dark, gain, present, *, progress=False):
         on the valid pixels.
     reference_label : str
         Its name.
+    noise : ndarray of float32
+        Standard deviation of a frame's pixels over the sample, smoothed over 2 px: the noise
+        that the pixel cut needs at least (the spread of 3 or 4 frames alone says little).
     """
     shape = run.shape[-2:]
     labels = _labels(run)
@@ -333,7 +338,9 @@ def detector_mask(run, config, dark, gain, present, *, progress=False):
         frame = first if k == 0 else frames[k].compute()
         values = frame[valid]
         if np.isfinite(values).all() and values.sum(dtype=np.float64) > 0:
-            return valid, parts, frame, labels[i, s]
+            noise = np.sqrt(ndi.gaussian_filter(np.where(np.isfinite(variance), variance, 0),
+                                                2.0)).astype(np.float32)
+            return valid, parts, frame, labels[i, s], noise
     raise ValueError(f"no frame of the sample ({labels[sample[0]]}, ...) has finite values and "
                      "a positive total on the valid pixels: is the run empty or the dark wrong?")
 
@@ -421,6 +428,27 @@ def _region(config, center, shape):
     return region
 
 
+#: Smoothing (px) of the frames that registration compares: every dark-subtracted frame shares
+#: the dark's estimation noise (and, without darks, the detector's fixed pattern), a peak at
+#: zero shift that pins the registration of low-count frames; smoothing suppresses it while
+#: keeping the pattern's structure.
+REGISTRATION_SIGMA = 2.0
+
+
+def _registration_image(frame, valid, weight):
+    """``frame`` smoothed over its ``valid`` pixels (normalised convolution; ``weight`` is
+    the smoothed ``valid``), for registration."""
+    out = ndi.gaussian_filter(np.where(valid, frame, 0).astype(np.float32), REGISTRATION_SIGMA,
+                              truncate=3.0)
+    out /= weight
+    return out
+
+
+def _registration_weight(valid):
+    return np.maximum(ndi.gaussian_filter(valid.astype(np.float32), REGISTRATION_SIGMA,
+                                          truncate=3.0), np.float32(1e-3))
+
+
 def _median(frames, rows=slice(None)):
     """Median over the ``rows`` of ``frames`` (frames, pixels), strip by strip of pixels."""
     out = np.empty(frames.shape[1], frames.dtype)
@@ -429,14 +457,18 @@ def _median(frames, rows=slice(None)):
     return out
 
 
-def _delay_stats(block, labels, present, counted, dark, gain, valid, plans, region, pixels):
+def _delay_stats(block, labels, present, counted, dark, gain, valid, weight, plans, region,
+                 pixels):
     """Registration and statistics of every present frame of one delay, in one read:
     ``(1, scans, 5)`` = shift (row, col) onto the reference (``plans``; None: no
     registration), total in ``region`` of the aligned frame, correlation over ``pixels``
     to the median of the ``counted`` frames (1 with fewer than 3: no majority to compare
     with), and 1 for a frame with a NaN or infinite value on a ``valid`` pixel (its other
-    values NaN). NaN for frames not present."""
+    values NaN). NaN for frames not present. Also the sum (float64) of the finite frames,
+    aligned, their invalid pixels 0: a partial of the run's aligned mean. Both in a 1-element
+    object array."""
     out = np.full((*present.shape, 5), np.nan)
+    aligned_sum = np.zeros(block.shape[-2:])
     scans = np.flatnonzero(present[0])
     frame = np.empty(block.shape[-2:], np.float32)
     values = np.empty((scans.size, int(pixels.sum())), np.float32)
@@ -449,18 +481,23 @@ def _delay_stats(block, labels, present, counted, dark, gain, valid, plans, regi
             finite[k] = False
             continue
         try:
-            shift = np.zeros(2) if plans is None else plans.get().shift(frame)
+            shift = np.zeros(2) if plans is None else plans.get().shift(
+                _registration_image(frame, valid, weight))
         except Exception as exc:
             raise named_error(exc, labels[0, s]) from exc
+        frame[~valid] = 0
         aligned = frame if plans is None else translate(frame, shift, 0.0)
+        aligned_sum += aligned
         total = aligned[region].sum(dtype=np.float64)
         out[0, s, :3] = (*shift, total)
         values[k] = aligned[pixels]
         values[k] *= np.float32(1 / total) if total else 1
+    result = np.empty(1, dtype=object)
+    result[0] = (out, aligned_sum)
     rows = counted[0, scans] & finite
     if rows.sum() < 3:
         out[0, scans[finite], 3] = 1.0
-        return out
+        return result
     values = values[finite]
     rows = rows[finite]
     values -= values.mean(axis=1, keepdims=True)
@@ -470,7 +507,7 @@ def _delay_stats(block, labels, present, counted, dark, gain, valid, plans, regi
     norm = np.sqrt(np.einsum("ij,ij->i", values, values) * np.einsum("i,i", median, median))
     out[0, scans[finite], 3] = np.einsum("ij,j->i", values, median) / np.where(norm > 0,
                                                                                norm, 1)
-    return out
+    return result
 
 
 def frame_statistics(run, config, present, excluded, dark, gain, valid, reference, center,
@@ -492,12 +529,18 @@ def frame_statistics(run, config, present, excluded, dark, gain, valid, referenc
         Shift (row, col), total, correlation, non-finite flag (see :func:`_delay_stats`).
     inside : ndarray of bool
         The pixels of the totals.
+    aligned_mean : ndarray, shape (y, x)
+        Mean of the frames with finite values, aligned onto the reference (invalid pixels as
+        0): merged from one partial sum per delay, it locates the centre far better than one
+        frame at a few counts per pixel.
     """
     shape = run.shape[-2:]
-    reach, plans = 0, None
+    reach, plans, weight = 0, None, None
     if config.align.enabled:
         reach = int(config.align.max_shift)
-        plans = Plans(AlignPlan, (reference, valid), _align_options(config.align))
+        weight = _registration_weight(valid)
+        plans = Plans(AlignPlan, (_registration_image(reference, valid, weight), valid),
+                      _align_options(config.align))
     steady = _eroded(valid, reach)
     inside = _region(config.normalize, center, shape) & steady
     if not inside.any():
@@ -505,15 +548,30 @@ def frame_statistics(run, config, present, excluded, dark, gain, valid, referenc
                          f"least [align] max_shift = {reach} px from the masked pixels and the "
                          "frame's edges; choose a larger region or a smaller max_shift")
     chunks = run.chunks[:2]
-    stats = da.blockwise(
-        _delay_stats, "dsk", run.data, "dsyx", da.from_array(_labels(run), chunks=chunks), "ds",
+    parts = da.blockwise(
+        _delay_stats, "d", run.data, "dsyx", da.from_array(_labels(run), chunks=chunks), "ds",
         da.from_array(present, chunks=chunks), "ds",
         da.from_array(present & ~excluded, chunks=chunks), "ds", _shared(dark), None,
-        _shared(gain), None, _shared(valid), None, _shared(plans), None, _shared(inside), None,
-        _shared(steady), None, new_axes={"k": 5}, concatenate=True, dtype=float,
-        meta=np.empty((0, 0, 0)))
-    (stats,) = _compute(stats, step="registration + frame statistics", progress=progress)
-    return stats, inside
+        _shared(gain), None, _shared(valid), None, _shared(weight), None, _shared(plans), None,
+        _shared(inside), None, _shared(steady), None, concatenate=True, dtype=object,
+        meta=np.empty((0,), object))
+    stats = da.map_blocks(_first, parts, 0, new_axis=[1, 2],
+                          chunks=(parts.chunks[0], (run.shape[1],), (5,)), dtype=float,
+                          meta=np.empty((0, 0, 0)))
+    sums = da.map_blocks(_first, parts, 1, new_axis=[1, 2],
+                         chunks=(parts.chunks[0], (shape[0],), (shape[1],)), dtype=float,
+                         meta=np.empty((0, 0, 0))).sum(axis=0)
+    stats, sums = _compute(stats, sums, step="registration + frame statistics",
+                           progress=progress)
+    n = np.count_nonzero(stats[..., 4] == 0)
+    return stats, inside, sums / max(n, 1)
+
+
+def _first(parts, k):
+    """Item ``k`` of the one result in ``parts`` (an object array of 1), with a leading axis
+    of 1 for an image."""
+    item = parts[0][k]
+    return item if item.ndim == 3 else item[None]
 
 
 def _align_options(config):
@@ -602,18 +660,20 @@ def _radial_bins(center, pixels, start, size):
     return index, bins[keep], np.bincount(bins[keep], minlength=size)
 
 
-def _profiles(frames, mean, radial):
+def _profiles(frames, radial):
     """Radial profiles ``(n, size)`` of flat frames ``(n, pixels)`` over the ``radial`` bins,
-    their NaN values (cut pixels) taken as ``mean``; NaN in bins without a pixel."""
-    index, bins, counts = radial
-    values = frames[:, index]
-    missing = np.isnan(values)
-    values[missing] = np.broadcast_to(mean[index], values.shape)[missing]
-    out = np.empty((frames.shape[0], counts.size))
-    for k, row in enumerate(values):
-        out[k] = np.bincount(bins, row, minlength=counts.size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return out / np.where(counts > 0, counts, np.nan)
+    each over its finite values (cut or unreached pixels are NaN); NaN in empty bins."""
+    index, bins, _ = radial
+    size = radial[2].size
+    out = np.empty((frames.shape[0], size))
+    for k, frame in enumerate(frames):
+        values = frame[index]
+        finite = np.isfinite(values)
+        counts = np.bincount(bins[finite], minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[k] = np.bincount(bins[finite], values[finite], minlength=size) / np.where(
+                counts > 0, counts, np.nan)
+    return out
 
 
 def _interpolation_gain(shifts):
@@ -652,10 +712,11 @@ def _scales(totals, level):
     return (totals.mean() if level == "delay" else level) / totals
 
 
-def _combine(frames, pixel_z):
+def _combine(frames, pixel_z, floor):
     """Mean, standard error and count of contributions per pixel of ``frames`` ``(n,
     pixels)`` (NaN: no contribution), after a MAD cut of the pixels more than ``pixel_z``
-    robust deviations (at least the shot noise) from the median of 3 or more contributions
+    robust deviations (at least the shot noise in counts, and the ``floor`` of each pixel) from
+    the median of 3 or more contributions
     (None: no cut); cut values become NaN in ``frames``. Returns ``(mean, error, cuts per
     frame)``; strip by strip of pixels (temporaries of n x STRIP values)."""
     n, size = frames.shape
@@ -671,6 +732,7 @@ def _combine(frames, pixel_z):
             noise = _nan_median(deviation, finite)
             noise *= MAD_SIGMA
             np.maximum(noise, np.sqrt(np.maximum(median, 1)), out=noise)  # shot-noise floor
+            np.maximum(noise, floor[j:j + STRIP], out=noise)  # the sample's noise
             with np.errstate(invalid="ignore"):
                 cut = deviation > pixel_z * noise
             cut &= finite.sum(axis=0) >= 3
@@ -707,24 +769,29 @@ def _translate_valid(image, valid, shift):
         return np.where(den > 1e-3, num / den, image)
 
 
-def _average(raws, labels, shifts, dark, gain, valid, region, level, mask, pixel_z, radial):
+def _average(raws, labels, shifts, dark, gain, valid, region, level, mask, pixel_z, noise,
+             radial):
     """Average of aligned frames with its standard error and the per-frame radial profiles:
-    ``(image, error, scales, cuts per frame, radial error, error correlation)``."""
+    ``(image, error, scales, cuts per frame, radial error, error correlation)``; NaN on the
+    pixels of ``mask`` that no frame reaches (none for the frames of a delay: the mask is
+    made of the pixels they reach; a few for pump-off frames, registered on their own)."""
     frames, totals = _aligned_frames(raws, labels, shifts, dark, gain, valid, region)
     scales = _scales(totals, level)
     frames *= scales.astype(np.float32)[:, None]
-    mean, error, cuts = _combine(frames, pixel_z)
-    profiles = _profiles(frames, mean, radial)
-    n = len(frames)
-    radial_error = (np.std(profiles, axis=0, ddof=1) / np.sqrt(n) if n >= 2
-                    else np.full(profiles.shape[1], np.nan))
+    mean, error, cuts = _combine(frames, pixel_z, noise.ravel())
+    profiles = _profiles(frames, radial)
+    n = np.isfinite(profiles).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(profiles, axis=0) / n
+        spread = np.nansum((profiles - mean) ** 2, axis=0) / (n - 1)
+        radial_error = np.where(n >= 2, np.sqrt(spread / n), np.nan)
     image = np.where(mask.ravel(), mean, 0).astype(np.float32).reshape(mask.shape)
     error = np.where(mask.ravel(), error, np.nan).astype(np.float32).reshape(mask.shape)
     return image, error, scales, cuts, radial_error, _interpolation_gain(shifts)
 
 
 def _average_delay(block, labels, shifts, kept, dark, gain, valid, region, level, mask,
-                   pixel_z, plans, radial):
+                   pixel_z, noise, plans, weight, radial):
     """The average over scans of the ``kept`` frames of one delay (:func:`_average`), then
     aligned onto the reference (``plans``; None: not). Returns, in a 1-element object array,
     ``(image, error, delay shift, scale per scan, pixels cut per scan, radial error, error
@@ -734,10 +801,10 @@ def _average_delay(block, labels, shifts, kept, dark, gain, valid, region, level
     used = np.flatnonzero(kept[0])
     image, error, scales, cuts, radial_error, gain_ = _average(
         block[0, used], labels[0, used], shifts[0, used], dark, gain, valid, region, level,
-        mask, pixel_z, radial)
+        mask, pixel_z, noise, radial)
     delta = np.zeros(2)
     if plans is not None:
-        delta = plans.get().shift(image)
+        delta = plans.get().shift(_registration_image(image, mask, weight))
         image = _translate_valid(image, mask, delta).astype(np.float32)
         error = np.sqrt(_translate_valid(np.nan_to_num(error) ** 2, mask, delta)).astype(
             np.float32)
@@ -752,11 +819,14 @@ def _average_delay(block, labels, shifts, kept, dark, gain, valid, region, level
 
 
 def _pump_off(frames, labels, dark, gain, valid, reference, options, region, level, mask,
-              pixel_z, radial):
+              pixel_z, noise, radial):
     """Average of the pump-off ``frames`` ``(n, y, x)``, each registered onto the
     ``reference`` first (``options``; None: not registered). Frames with non-finite values on
     valid pixels are left out. Returns ``(image, error, radial error, left-out labels)``."""
-    plan = None if options is None else AlignPlan(reference, valid, **options)
+    plan = None
+    if options is not None:
+        weight = _registration_weight(valid)
+        plan = AlignPlan(_registration_image(reference, valid, weight), valid, **options)
     kept, shifts, left_out = [], [], []
     frame = np.empty(valid.shape, np.float32)
     for k, raw in enumerate(frames):
@@ -765,7 +835,8 @@ def _pump_off(frames, labels, dark, gain, valid, reference, options, region, lev
             left_out.append(labels[k])
             continue
         try:
-            shifts.append(np.zeros(2) if plan is None else plan.shift(frame))
+            shifts.append(np.zeros(2) if plan is None else plan.shift(
+                _registration_image(frame, valid, weight)))
         except Exception as exc:
             raise named_error(exc, labels[k]) from exc
         kept.append(k)
@@ -773,7 +844,7 @@ def _pump_off(frames, labels, dark, gain, valid, reference, options, region, lev
         raise ValueError(f"every pump-off frame has non-finite values: {left_out}")
     image, error, _, _, radial_error, _ = _average(
         frames[kept], [labels[k] for k in kept], shifts, dark, gain, valid, region, level, mask,
-        pixel_z, radial)
+        pixel_z, noise, radial)
     return image, error, radial_error, left_out
 
 
@@ -936,8 +1007,8 @@ def reduce(run, config=None, *, progress=False):
     dark, gain = dark_and_gain(run, config)
     timer("dark_flat")
 
-    valid, parts, reference, reference_label = detector_mask(run, config, dark, gain, present,
-                                                             progress=progress)
+    valid, parts, reference, reference_label, noise = detector_mask(
+        run, config, dark, gain, present, progress=progress)
     run = run.chunk({"delay": 1, "scan": -1})
     if config.align.reference == "early":
         corrected = run.copy(data=da.blockwise(_correct, "dsyx", run.data, "dsyx",
@@ -947,12 +1018,14 @@ def reduce(run, config=None, *, progress=False):
                                             config.align, progress)
     timer("mask_reference")
 
-    center = np.asarray(config.center.value if config.center.value is not None
-                        else autocenter(reference, valid), dtype=float)
-    timer("center")
-
-    stats, inside = frame_statistics(run, config, present, reasons["excluded"], dark, gain,
-                                     valid, reference, center, progress=progress)
+    given = config.center.value is not None
+    center = None  # only a ring normalisation needs it before the registration
+    if given or config.normalize.ring is not None:
+        center = np.asarray(config.center.value if given else autocenter(reference, valid),
+                            dtype=float)
+    stats, inside, aligned_mean = frame_statistics(run, config, present, reasons["excluded"],
+                                                   dark, gain, valid, reference, center,
+                                                   progress=progress)
     shifts, total, correlation = stats[..., :2], stats[..., 2], stats[..., 3]
     reasons["nonfinite"] = present & (stats[..., 4] == 1)
     reasons = _frame_rejections(config.reject, reasons, shifts, total, correlation,
@@ -961,6 +1034,9 @@ def reduce(run, config=None, *, progress=False):
     mask, common = _movie_mask(valid, shifts, ~rejected)
     parts["margin"] = _fraction(valid & ~mask)
     parts["total"] = _fraction(~mask)
+    if not given:  # the aligned mean, at many frames' counts; rings sharpest about it
+        center = refine_center(aligned_mean, autocenter(aligned_mean, common), common)
+    timer("registration_statistics")
     region = _region(config.normalize, center, shape) & common
     if not region.any():
         raise ValueError(f"[normalize] the region {config.normalize} has no pixel that every "
@@ -975,17 +1051,17 @@ def reduce(run, config=None, *, progress=False):
             raise ValueError("[normalize] the reference has no positive total in the region "
                              f"{config.normalize}")
         level = ratio * np.median(total[~rejected])
-    timer("registration_statistics")
 
     # The averages over scans, lazy: a second read of the run (see Notes)
     filled = np.flatnonzero(np.bincount(
         np.rint(np.hypot(*(np.nonzero(mask) - center[:, None]))).astype(np.intp)))
     start, size = int(filled[0]), int(filled[-1] - filled[0] + 1)
     radial_bins = _radial_bins(center, common, start, size)
-    plans = None
+    plans = weight = None
     if config.average.align:
-        plans = Plans(AlignPlan, (reference, mask), {**_align_options(config.align),
-                                                     "max_shift": 1})
+        weight = _registration_weight(mask)
+        plans = Plans(AlignPlan, (_registration_image(reference, mask, weight), mask),
+                      {**_align_options(config.align), "max_shift": 1})
     pixel_z = config.reject.pixel_z if config.reject.enabled else None
     chunks = run.chunks[:2]
     shared = [_shared(x) for x in (dark, gain, valid, region)]
@@ -993,9 +1069,9 @@ def reduce(run, config=None, *, progress=False):
         _average_delay, "d", run.data, "dsyx", da.from_array(_labels(run), chunks=chunks), "ds",
         da.from_array(shifts, chunks=(*chunks, 2)), "dsc",
         da.from_array(~rejected, chunks=chunks), "ds", *(x for k in shared for x in (k, None)),
-        _shared(level), None, _shared(mask), None, pixel_z, None, _shared(plans), None,
-        _shared(radial_bins), None, concatenate=True, dtype=object,
-        meta=np.empty((0,), object))
+        _shared(level), None, _shared(mask), None, pixel_z, None, _shared(noise), None,
+        _shared(plans), None, _shared(weight), None, _shared(radial_bins), None,
+        concatenate=True, dtype=object, meta=np.empty((0,), object))
 
     def pick(k, extra, dtype):
         return da.map_blocks(_pick, parts_, k, new_axis=list(range(1, 1 + len(extra))),
@@ -1027,7 +1103,7 @@ def reduce(run, config=None, *, progress=False):
         options = _align_options(config.align) if config.align.enabled else None
         pending["pump_off"] = dask.delayed(_pump_off)(
             frames.data, [str(f) for f in pump_off_files], dark, gain, valid, reference,
-            options, region, level, mask, pixel_z, radial_bins)
+            options, region, level, mask, pixel_z, noise, radial_bins)
     before = delays < config.dynamics.t0
     by_pump_off = config.dynamics.reference == "pump_off"
     if not by_pump_off:
@@ -1055,8 +1131,9 @@ def reduce(run, config=None, *, progress=False):
         ds["radial"] = radial.rename(None)
         ds["radial_error"] = radial_error
         if by_pump_off:
-            image = ds["pump_off"].values.astype(np.float64)[None].reshape(1, -1)
-            profile = _profiles(image, image[0], _radial_bins(center, mask, start, size))[0]
+            image = ds["pump_off"].values.astype(np.float64).reshape(1, -1)
+            reached = mask & np.isfinite(ds["pump_off"].values)  # by the pump-off frames
+            profile = _profiles(image, _radial_bins(center, reached, start, size))[0]
             equilibrium, equilibrium_error = profile, pump_off_radial_error
             covariance = 0.0
         else:
