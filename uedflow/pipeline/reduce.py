@@ -782,8 +782,8 @@ def _average(raws, labels, shifts, dark, gain, valid, region, level, mask, pixel
     profiles = _profiles(frames, radial)
     n = np.isfinite(profiles).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.nansum(profiles, axis=0) / n
-        spread = np.nansum((profiles - mean) ** 2, axis=0) / (n - 1)
+        centre = np.nansum(profiles, axis=0) / n
+        spread = np.nansum((profiles - centre) ** 2, axis=0) / (n - 1)
         radial_error = np.where(n >= 2, np.sqrt(spread / n), np.nan)
     image = np.where(mask.ravel(), mean, 0).astype(np.float32).reshape(mask.shape)
     error = np.where(mask.ravel(), error, np.nan).astype(np.float32).reshape(mask.shape)
