@@ -176,8 +176,8 @@ class Truth:
     pump_off_current : ndarray, shape (scan, n_pump_off)
     bad : ndarray of bool
         True on the bad detector pixels (block, hot pixels, dead column).
-    block : ndarray of bool
-        True on the beam block.
+    block, hot, dead : ndarray of bool
+        True on the beam block, on the hot pixels, on the dead column.
     bad_frame : tuple or None
         ``(delay, scan)`` of the injected bad frame.
     ring_radii : ndarray
@@ -203,6 +203,8 @@ class Truth:
     pump_off_current: np.ndarray
     bad: np.ndarray
     block: np.ndarray
+    hot: np.ndarray
+    dead: np.ndarray
     bad_frame: tuple | None
     ring_radii: np.ndarray
     ring_sigma: float
@@ -494,7 +496,8 @@ def make_physics_run(path, spec=None, **overrides):
         current[~good] = 0.3
 
     truth = Truth(spec, path, shape, delays, np.arange(1, n_scans + 1), center, centers,
-                  pump_off_centers, current, pump_off_current, bad, block, bad_frame,
+                  pump_off_centers, current, pump_off_current, bad, block,
+                  bad & ~block & ~dead, dead, bad_frame,
                   np.array(RING_Q) * n, max(1.5, 0.008 * n), [], np.zeros(shape))
     truth.windows = [(math.floor(r - WINDOW * truth.ring_sigma),
                       math.ceil(r + WINDOW * truth.ring_sigma)) for r in truth.ring_radii]

@@ -11,7 +11,8 @@ without pump-off frames), reduced by the command as a user runs it. Asserted per
 * the ΔI/I of every ring window (the stored ``radial_change`` weighted over the window) within
   :data:`RING_PP` RMS of the noise-free model's, over every delay and ring; the shot and read
   noise alone is well below that bound (checked), so the bound measures the reduction;
-* the masked fraction at most twice the true bad area, and every beam-block pixel masked;
+* the masked fraction at most twice the true bad area; every beam-block pixel, hot pixel and
+  (95 % of) the dead column masked;
 * the injected bad frame rejected, and few good ones;
 * with ``[dynamics] reference = "pump_off"`` (runs with pump-off frames), ΔI/I against the
   pump-off pattern within the same bound (it differs from the delays before time zero by the
@@ -184,6 +185,17 @@ def test_beam_block_masked(reduced, case):
     unmasked = truth.block & ds["mask"].values
     assert unmasked.sum() <= 1e-3 * truth.block.sum(), (int(unmasked.sum()),
                                                         int(truth.block.sum()))
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_bad_pixels_masked(reduced, case):
+    """The hot pixels and the dead column are masked (a dead column left in the movie is a line
+    of zeros across the rings), with or without ``mask.tif``."""
+    truth, ds, _ = reduced(case)
+    mask = ds["mask"].values
+    assert not (truth.hot & mask).any(), np.argwhere(truth.hot & mask)
+    dead = truth.dead & ~truth.block
+    assert (dead & mask).sum() <= 0.05 * dead.sum(), (int((dead & mask).sum()), int(dead.sum()))
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids)
