@@ -69,7 +69,8 @@ def deviations(truth, ds):
     out = {}
 
     def add(name, estimate, expected, error, where=None):
-        z = (np.asarray(estimate, float) - expected) / np.asarray(error, float)
+        with np.errstate(divide="ignore", invalid="ignore"):  # edge pixels, judged elsewhere
+            z = (np.asarray(estimate, float) - expected) / np.asarray(error, float)
         z = z[where] if where is not None else z.ravel()
         out[name] = z[np.isfinite(z)]
 
