@@ -182,14 +182,39 @@ def find_beam_block(image, mask=None, center=None, *, contrast=0.1, min_area=Non
     return ndi.binary_dilation(ndi.binary_fill_holes(block), np.ones((3, 3), bool))
 
 
+#: Length (px) of the segments over which dead columns and rows are also looked for.
+LINE = 31
+
+
+def _dead(image, noise, z, fraction):
+    """Pixels of ``image`` below ``fraction`` of the median of their 5 x 5 neighbourhood and
+    below it by more than ``z`` times ``noise`` (smoothed over 2 px); the median is only
+    taken about candidates, darker than ``fraction`` of their smoothed surroundings."""
+    candidates = np.flatnonzero(image < fraction * ndi.gaussian_filter(image, 1.5,
+                                                                       mode="nearest"))
+    dead = np.zeros(image.shape, bool)
+    if candidates.size == 0:
+        return dead
+    rows, cols = np.unravel_index(candidates, image.shape)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(image, 2, mode="edge"), (5, 5))
+    local = np.median(windows[rows, cols].reshape(len(rows), 25), axis=1)
+    local_noise = ndi.gaussian_filter(noise, 2.0, mode="nearest")[rows, cols]
+    dead[rows, cols] = (image[rows, cols] < fraction * local) & (
+        local - image[rows, cols] > z * local_noise)
+    return dead
+
+
 def find_dead_pixels(image, noise, *, z=8.0, fraction=0.2):
-    """Pixels (or columns, rows) that stay dark where their neighbours see electrons.
+    """Pixels, columns and rows that stay dark where their neighbours see electrons.
 
     A pixel is dead if it is below ``fraction`` of the median of its 5 x 5 neighbourhood and
     below it by more than ``z`` times the local noise (``noise`` smoothed over 2 px): with the
     mean of ``n`` frames, ``noise`` is the per-pixel standard deviation over frames divided by
-    ``sqrt(n)``. Bright features (rings, Bragg spots) are never flagged: only pixels darker
-    than their surroundings are.
+    ``sqrt(n)``. Dead columns and rows are also looked for in segments of :data:`LINE` pixels
+    along them (their mean, whose noise is ``sqrt(LINE)`` times smaller), so that a dead
+    column is found where a few electrons a pixel leave a single pixel in doubt. Bright
+    features (rings, Bragg spots) are never flagged: only pixels darker than their
+    surroundings are.
 
     Parameters
     ----------
@@ -217,17 +242,8 @@ def find_dead_pixels(image, noise, *, z=8.0, fraction=0.2):
     """
     image = check_image(image, "image").astype(float)
     noise = np.broadcast_to(np.asarray(noise, float), image.shape)
-    # candidates: darker than `fraction` of their smoothed surroundings (cheap); the median
-    # of the 5 x 5 neighbourhood only about them
-    candidates = np.flatnonzero(image < fraction * ndi.gaussian_filter(image, 1.5,
-                                                                       mode="nearest"))
-    dead = np.zeros(image.shape, bool)
-    if candidates.size == 0:
-        return dead
-    rows, cols = np.unravel_index(candidates, image.shape)
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(image, 2, mode="edge"), (5, 5))
-    local = np.median(windows[rows, cols].reshape(len(rows), 25), axis=1)
-    local_noise = ndi.gaussian_filter(noise, 2.0, mode="nearest")[rows, cols]
-    dead[rows, cols] = (image[rows, cols] < fraction * local) & (
-        local - image[rows, cols] > z * local_noise)
+    dead = _dead(image, noise, z, fraction)
+    for axis in (0, 1):  # columns, then rows
+        line = ndi.uniform_filter1d(image, LINE, axis=axis, mode="nearest")
+        dead |= _dead(line, noise / np.sqrt(LINE), z, fraction)
     return dead
