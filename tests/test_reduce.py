@@ -525,3 +525,18 @@ def test_bit_identical_on_threads_and_worker_processes(small):
         remote = reduce(small["run"], small["config"]).compute()
     for name, values in local.data_vars.items():
         np.testing.assert_array_equal(values.values, remote[name].values, err_msg=name)
+
+
+def test_a_slow_drift_over_the_run_is_not_a_jump(tmp_path):
+    """The centre wanders by up to 6 px over the run (a random walk, scan after scan): no
+    frame is rejected for its shift, and the shifts follow the truth."""
+    path = tmp_path / "run"
+    meta = make_run(path, shape=(128, 128), delays=[-1.0, 0.5, 1.0, 2.0], n_scans=6,
+                    drift=1.5, n_darks=2, seed=8)
+    ds = reduce(open_run(path))
+    assert not ds["rejected"].values.any(), json.loads(ds.attrs["uedflow"])["rejected"]
+    true = np.array(meta["truth"]["shifts"]).transpose(1, 0, 2)
+    assert np.ptp(true, axis=(0, 1)).max() > 4  # the drift is large
+    error = ds["shifts"].values - true
+    error -= error.mean(axis=(0, 1))
+    assert np.abs(error).max() < 0.2

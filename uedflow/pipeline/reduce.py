@@ -619,6 +619,18 @@ def _intensity_outliers(total, usable, z):
     return out
 
 
+def _shift_deviation(shifts, usable):
+    """Distance of every frame's shift ``(delay, scan, 2)`` from the median shift of its scan
+    (of the run, for a scan of fewer than 3 usable frames): a scan's frames are close in time,
+    so the slow drift of the pattern over a run is not taken for a jump."""
+    reference = np.broadcast_to(np.median(shifts[usable], axis=0), shifts.shape).copy()
+    for s in range(shifts.shape[1]):
+        use = usable[:, s]
+        if use.sum() >= 3:
+            reference[:, s] = np.median(shifts[use, s], axis=0)
+    return np.hypot(*np.moveaxis(shifts - reference, -1, 0))
+
+
 def _frame_rejections(config, reasons, shifts, total, correlation, max_shift,
                       upsample_factor):
     """``reasons`` with those of the frames' registration (shift) and statistics
@@ -628,8 +640,8 @@ def _frame_rejections(config, reasons, shifts, total, correlation, max_shift,
     usable = ~np.logical_or.reduce(list(reasons.values()))
     if not usable.any():
         return reasons
-    deviation = np.hypot(*np.moveaxis(shifts - np.median(shifts[usable], axis=0), -1, 0))
-    bad = _robust_z(deviation, usable, 1 / upsample_factor) > config.shift_z
+    bad = _robust_z(_shift_deviation(shifts, usable), usable, 1 / upsample_factor) \
+        > config.shift_z
     bad |= (np.abs(shifts) >= int(max_shift)).any(axis=-1)  # at the edge of the search window
     reasons["shift"] = bad & usable
     usable &= ~bad
@@ -806,7 +818,8 @@ def _average_delay(block, labels, shifts, kept, dark, gain, valid, region, level
     if plans is not None:
         delta = plans.get().shift(_registration_image(image, mask, weight))
         image = _translate_valid(image, mask, delta).astype(np.float32)
-        error = np.sqrt(_translate_valid(np.nan_to_num(error) ** 2, mask, delta)).astype(
+        known = mask & np.isfinite(error)
+        error = np.sqrt(_translate_valid(np.where(known, error, 0) ** 2, known, delta)).astype(
             np.float32)
         image[~mask] = 0
         error[~mask] = np.nan
