@@ -276,6 +276,32 @@ class BaselineConfig(_Section):
 
 
 @dataclass
+class ComputeConfig(_Section):
+    """The unit of work: ``task_memory``, the most memory one task may hold (bytes, or a
+    string such as ``"1 GiB"``). A delay's frames are split into groups of scans that fit it,
+    so the memory of a task does not grow with the run."""
+
+    task_memory: int | str = "1 GiB"
+
+    def validate(self):
+        self.task_memory = _bytes("compute", "task_memory", self.task_memory)
+
+
+def _bytes(section, key, value):
+    """A size of at least 64 MiB in bytes, from an integer or a string such as "2 GiB"."""
+    from dask.utils import parse_bytes
+
+    try:
+        size = parse_bytes(value) if isinstance(value, str) else value
+    except ValueError:
+        size = None
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 2**26:
+        raise _error(section, key, 'a size of at least 64 MiB, in bytes or like "1 GiB"',
+                     value)
+    return int(size)
+
+
+@dataclass
 class ReduceConfig:
     """Configuration of :func:`uedflow.pipeline.reduce.reduce`: one section per step.
 
@@ -322,6 +348,7 @@ class ReduceConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     radial: RadialConfig = field(default_factory=RadialConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
     source = None  # not a field: outside equality and to_dict
 
