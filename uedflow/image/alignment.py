@@ -94,17 +94,23 @@ def _dft_at(spectrum, size, lags_y, lags_x):
 
 
 def _vertex(left, centre, right):
-    """Offset in (-0.5, 0.5) of the maximum of a Gaussian through samples at -1, 0, 1.
+    """Offset in (-0.5, 0.5) of the maximum of a Gaussian through samples at -1, 0, 1, and
+    the ratio of its maximum to ``centre`` (>= 1).
 
     Falls back to a parabola where a sample is not positive.
     """
     values = np.array([left, centre, right], dtype=float)
-    if values.min() > 0:
+    gaussian = values.min() > 0
+    if gaussian:
         values = np.log(values)
     curvature = values[0] - 2 * values[1] + values[2]
     if curvature >= 0:
-        return 0.0
-    return float(np.clip(0.5 * (values[0] - values[2]) / curvature, -0.5, 0.5))
+        return 0.0, 1.0
+    offset = float(np.clip(0.5 * (values[0] - values[2]) / curvature, -0.5, 0.5))
+    rise = 0.5 * (values[2] - values[0]) * offset + 0.5 * curvature * offset**2
+    if gaussian:
+        return offset, float(np.exp(rise))
+    return offset, float(1 + rise / values[1]) if values[1] > 0 else 1.0
 
 
 def _fill_value(value, dtype):
@@ -335,9 +341,25 @@ class AlignPlan:
         ValueError
             If ``image`` has another shape than the reference, or NaN/inf (on valid pixels).
         """
+        return self.register(image)[0]
+
+    def register(self, image):
+        """Shift ``(row, col)`` that moves ``image`` onto the reference (as :meth:`shift`),
+        and the correlation there.
+
+        Returns
+        -------
+        shift : numpy.ndarray
+            float64 array of 2.
+        correlation : float
+            With a mask: the masked normalized cross-correlation of ``image`` and the
+            reference at the shift, in [-1, 1] (1: identical up to an affine change of
+            intensity), the peak of the fit through the integer lags about it. Without a mask: NaN (phase correlation measures
+            no likeness).
+        """
         image = self._check(image)
         if self.mask is None:
-            return self._phase_shift(image)
+            return self._phase_shift(image), float("nan")
         return self._masked_shift(image)
 
     def _phase_shift(self, image):
@@ -383,19 +405,24 @@ class AlignPlan:
         ncc = np.clip(cross, -1.0, 1.0, out=cross)
         ncc[self._excluded] = -1.0
 
-        peaks = np.argwhere(ncc == ncc.max())
+        best = float(ncc.max())
+        peaks = np.argwhere(ncc == best)
         if len(peaks) > 1:  # a flat maximum: its mean position, as scikit-image
-            return np.array([np.mean(lags[k]) for lags, k in zip(self._lags, peaks.T, strict=True)])
+            return np.array([np.mean(lags[k]) for lags, k in zip(self._lags, peaks.T,
+                                                                  strict=True)]), best
         y, x = peaks[0]
         shift = np.array([self._lags[0][y], self._lags[1][x]], dtype=float)
         u = self.upsample_factor
-        if u == 1 or ncc[y, x] >= 1 - EXACT_MATCH:
-            return shift
+        if u == 1 or best >= 1 - EXACT_MATCH:
+            return shift, best
+        peak = best
         for axis, (k, n) in enumerate(zip((y, x), ncc.shape, strict=True)):
             if self._reach is None or 0 < k < n - 1:  # a full map is periodic
                 around = [(k - 1) % n, k, (k + 1) % n]
-                shift[axis] += _vertex(*(ncc[around, x] if axis == 0 else ncc[y, around]))
-        return np.round(shift * u) / u
+                offset, rise = _vertex(*(ncc[around, x] if axis == 0 else ncc[y, around]))
+                shift[axis] += offset
+                peak *= rise
+        return np.round(shift * u) / u, min(peak, 1.0)
 
     def align(self, image, fill_value=0.0):
         """``image`` moved onto the reference.

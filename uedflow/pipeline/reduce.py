@@ -24,6 +24,8 @@ by chunk.
 
 import hashlib
 import json
+import math
+import operator
 import os
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -46,6 +48,7 @@ from ..io.zarrstore import compute
 from ..stack.accessor import ROW_COL
 from ..stack.lift import Plans, as_stack, frame_labels, named_error
 from .config import ReduceConfig
+from .partials import PixelSums
 
 __all__ = ["dark_and_gain", "detector_mask", "file_digest", "frame_statistics", "reduce"]
 
@@ -90,7 +93,7 @@ ATTRS = {
     "rejected": ("1", "frame rejected"),
     "rejected_pixels": ("1", "pixels cut"),
     "total": ("counts", "total intensity of the aligned frame"),
-    "correlation": ("1", "correlation with the median frame of its delay"),
+    "correlation": ("1", "correlation with the reference frame"),
     "scale": ("1", "normalisation factor"),
 }
 
@@ -428,150 +431,205 @@ def _region(config, center, shape):
     return region
 
 
-#: Smoothing (px) of the frames that registration compares: every dark-subtracted frame shares
-#: the dark's estimation noise (and, without darks, the detector's fixed pattern), a peak at
-#: zero shift that pins the registration of low-count frames; smoothing suppresses it while
-#: keeping the pattern's structure.
-REGISTRATION_SIGMA = 2.0
+#: Registration compares frames binned REGISTRATION_BIN x REGISTRATION_BIN and smoothed by
+#: REGISTRATION_SIGMA (binned px, 2 px of the frame): every dark-subtracted frame shares the
+#: dark's estimation noise (and, without darks, the detector's fixed pattern), a peak at zero
+#: shift that pins the registration of low-count frames; smoothing suppresses it, keeping the
+#: pattern's structure, and binning makes the transforms 4 times smaller at the same precision
+#: (``benchmarks/scaling.py``).
+REGISTRATION_BIN = 2
+REGISTRATION_SIGMA = 1.0
+#: Most frames of one task (a group of scans of one delay); fewer when ``[compute]
+#: task_memory`` asks for it.
+GROUP = 16
 
 
-def _registration_image(frame, valid, weight):
-    """``frame`` smoothed over its ``valid`` pixels (normalised convolution; ``weight`` is
-    the smoothed ``valid``), for registration."""
-    out = ndi.gaussian_filter(np.where(valid, frame, 0).astype(np.float32), REGISTRATION_SIGMA,
-                              truncate=3.0)
-    out /= weight
-    return out
+def _binned(image):
+    """Sum over REGISTRATION_BIN x REGISTRATION_BIN blocks (a last odd row/column is left
+    out), as float32."""
+    b = REGISTRATION_BIN
+    n, m = image.shape[0] // b * b, image.shape[1] // b * b
+    return image[:n, :m].reshape(n // b, b, m // b, b).sum(axis=(1, 3), dtype=np.float32)
 
 
-def _registration_weight(valid):
-    return np.maximum(ndi.gaussian_filter(valid.astype(np.float32), REGISTRATION_SIGMA,
-                                          truncate=3.0), np.float32(1e-3))
+class _Registration:
+    """Registration of frames onto a reference, set up once: blocks of REGISTRATION_BIN x
+    REGISTRATION_BIN valid pixels, smoothed (normalised convolution over the valid blocks),
+    compared by masked normalized cross-correlation (:class:`~uedflow.image.AlignPlan`).
+    Called on a frame, returns its shift (frame px) and its correlation with the reference
+    at that shift."""
+
+    def __init__(self, reference, valid, upsample_factor, max_shift):
+        self.valid = _binned(valid.astype(np.float32)) == REGISTRATION_BIN**2
+        if not self.valid.any():
+            raise ValueError(f"the mask leaves no {REGISTRATION_BIN} x {REGISTRATION_BIN} "
+                             "block of valid pixels to register frames on")
+        self.weight = np.maximum(ndi.gaussian_filter(self.valid.astype(np.float32),
+                                                     REGISTRATION_SIGMA, truncate=3.0), 1e-3)
+        self.plans = Plans(AlignPlan, (self.image(reference), self.valid), {
+            "upsample_factor": upsample_factor * REGISTRATION_BIN,
+            "max_shift": max(1, math.ceil(max_shift / REGISTRATION_BIN))})
+
+    def image(self, frame):
+        """The frame as registration compares it (non-finite values off the valid blocks
+        are dropped)."""
+        with np.errstate(invalid="ignore"):
+            out = np.where(self.valid, _binned(frame), np.float32(0))
+        out = ndi.gaussian_filter(out, REGISTRATION_SIGMA, truncate=3.0)
+        out /= self.weight
+        return out
+
+    def __call__(self, frame):
+        shift, correlation = self.plans.get().register(self.image(frame))
+        return shift * REGISTRATION_BIN, correlation
+
+    def __dask_tokenize__(self):
+        return ("uedflow._Registration", dask.base.tokenize(self.plans))
 
 
-def _median(frames, rows=slice(None)):
-    """Median over the ``rows`` of ``frames`` (frames, pixels), strip by strip of pixels."""
-    out = np.empty(frames.shape[1], frames.dtype)
-    for j in range(0, frames.shape[1], STRIP):
-        out[j:j + STRIP] = np.median(frames[rows, j:j + STRIP], axis=0)
-    return out
+def _integer_slices(shape, shift):
+    """Slices ``(destination, source)`` that move an image by ``shift`` rounded to whole
+    pixels."""
+    out = []
+    for n, s in zip(shape, np.rint(shift).astype(int), strict=True):
+        s = int(np.clip(s, -n, n))
+        out.append((slice(max(s, 0), n + min(s, 0)), slice(max(-s, 0), n - max(s, 0))))
+    (dy, sy), (dx, sx) = out
+    return (dy, dx), (sy, sx)
 
 
-def _delay_stats(block, labels, present, counted, dark, gain, valid, weight, plans, region,
-                 pixels):
-    """Registration and statistics of every present frame of one delay, in one read:
-    ``(1, scans, 5)`` = shift (row, col) onto the reference (``plans``; None: no
-    registration), total in ``region`` of the aligned frame, correlation over ``pixels``
-    to the median of the ``counted`` frames (1 with fewer than 3: no majority to compare
-    with), and 1 for a frame with a NaN or infinite value on a ``valid`` pixel (its other
-    values NaN). NaN for frames not present. Also the sum (float64) of the finite frames,
-    aligned, their invalid pixels 0: a partial of the run's aligned mean. Both in a 1-element
-    object array."""
-    out = np.full((*present.shape, 5), np.nan)
-    aligned_sum = np.zeros(block.shape[-2:])
-    scans = np.flatnonzero(present[0])
+def _group_stats(block, labels, present, dark, gain, valid, registration, inside):
+    """Registration and statistics of the present frames of one group of scans of one
+    delay, in one read: ``(scans, 5)`` = shift (row, col) onto the reference (no
+    ``registration``: 0), total over ``inside`` of the frame aligned by its shift (to the
+    nearest pixel), correlation with the reference (at the shift), and 1 for a frame with a NaN
+    or infinite value on a ``valid`` pixel (its other values NaN); NaN for frames not
+    present. Also the sum of the finite frames aligned to the nearest pixel (invalid pixels 0):
+    a partial of the run's aligned mean. Both in a 1-element object array."""
+    block, present, labels = block[0], present[0], labels[0]
+    out = np.full((present.size, 5), np.nan)
+    aligned_sum = np.zeros(block.shape[-2:], np.float32)
     frame = np.empty(block.shape[-2:], np.float32)
-    values = np.empty((scans.size, int(pixels.sum())), np.float32)
-    finite = np.ones(scans.size, dtype=bool)
-    for k, s in enumerate(scans):
-        _correct(block[0, s], dark, gain, out=frame)
-        out[0, s, 4] = 0.0
+    for s in np.flatnonzero(present):
+        _correct(block[s], dark, gain, out=frame)
+        out[s, 4] = 0.0
         if not np.isfinite(frame).all() and not np.isfinite(frame[valid]).all():
-            out[0, s, 4] = 1.0
-            finite[k] = False
+            out[s, 4] = 1.0
             continue
         try:
-            shift = np.zeros(2) if plans is None else plans.get().shift(
-                _registration_image(frame, valid, weight))
+            shift, correlation = registration(frame)
         except Exception as exc:
-            raise named_error(exc, labels[0, s]) from exc
+            raise named_error(exc, labels[s]) from exc
         frame[~valid] = 0
-        aligned = frame if plans is None else translate(frame, shift, 0.0)
-        aligned_sum += aligned
-        total = aligned[region].sum(dtype=np.float64)
-        out[0, s, :3] = (*shift, total)
-        values[k] = aligned[pixels]
-        values[k] *= np.float32(1 / total) if total else 1
+        target, source = _integer_slices(frame.shape, shift)
+        aligned_sum[target] += frame[source]
+        out[s, :4] = (*shift, np.sum(frame[source], where=inside[target], dtype=np.float64),
+                      correlation)
     result = np.empty(1, dtype=object)
     result[0] = (out, aligned_sum)
-    rows = counted[0, scans] & finite
-    if rows.sum() < 3:
-        out[0, scans[finite], 3] = 1.0
-        return result
-    values = values[finite]
-    rows = rows[finite]
-    values -= values.mean(axis=1, keepdims=True)
-    median = _median(values, rows)
-    median -= median.mean()
-    # einsum, not BLAS: the same sums in the same order on any scheduler and thread count
-    norm = np.sqrt(np.einsum("ij,ij->i", values, values) * np.einsum("i,i", median, median))
-    out[0, scans[finite], 3] = np.einsum("ij,j->i", values, median) / np.where(norm > 0,
-                                                                               norm, 1)
     return result
 
 
-def frame_statistics(run, config, present, excluded, dark, gain, valid, reference, center,
+class _Unaligned:
+    """Stands for registration when ``[align] enabled = false``: no shift, and the
+    correlation with the reference as registration would compare them."""
+
+    def __init__(self, reference, valid):
+        self.registration = _Registration(reference, valid, 1, 1)
+        self.reference = self._centred(self.registration.image(reference))
+
+    def _centred(self, image):
+        values = image[self.registration.valid].astype(np.float64)
+        values -= values.mean()
+        return values / max(np.sqrt(np.einsum("i,i", values, values)), 1e-300)
+
+    def __call__(self, frame):
+        image = self._centred(self.registration.image(frame))
+        return np.zeros(2), float(np.einsum("i,i", image, self.reference))
+
+
+def _groups(run, config):
+    """Scans per task: GROUP, or fewer so that a task's frames (raw, and as float32 work
+    copies) and its partial sums fit ``[compute] task_memory``."""
+    pixels = run.shape[-2] * run.shape[-1]
+    partial = 48 * pixels  # PixelSums (~32 B/px) and the work frames
+    per_frame = run.dtype.itemsize * pixels
+    fit = (config.compute.task_memory - partial) // per_frame
+    if fit < 1:
+        raise ValueError(f"[compute] task_memory: {config.compute.task_memory} bytes do not "
+                         f"hold one task of {run.shape[-2]} x {run.shape[-1]} frames (at least "
+                         f"{partial + per_frame} bytes)")
+    return int(min(GROUP, fit, run.sizes["scan"]))
+
+
+def _statistics(data, labels, present, dark, gain, valid, registration, inside):
+    """The frame statistics ``(delay, scan, 5)`` and the sum of the aligned frames of
+    ``data`` (``(delay, scan, y, x)``, chunked by groups of scans), lazy: one task per group
+    (:func:`_group_stats`)."""
+    chunks = data.chunks[:2]
+    parts = da.blockwise(
+        _group_stats, "ds", data, "dsyx", da.from_array(labels, chunks=chunks), "ds",
+        da.from_array(present, chunks=chunks), "ds", _shared(dark), None, _shared(gain), None,
+        _shared(valid), None, _shared(registration), None, _shared(inside), None,
+        concatenate=True, dtype=object, meta=np.empty((0, 0), object))
+    stats = da.map_blocks(_item, parts, 0, 1, new_axis=[2], chunks=(*chunks, (5,)),
+                          dtype=float, meta=np.empty((0, 0, 0)))
+    sums = da.map_blocks(_item, parts, 1, 2, new_axis=[2, 3],
+                         chunks=(*chunks, (data.shape[-2],), (data.shape[-1],)),
+                         dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32))
+    return stats, sums.sum(axis=(0, 1), dtype=np.float64, split_every=4)
+
+
+def _registration(config, reference, valid):
+    """The registration of ``[align]`` (:class:`_Registration`), or :class:`_Unaligned`."""
+    if not config.enabled:
+        return _Unaligned(reference, valid)
+    return _Registration(reference, valid, config.upsample_factor, config.max_shift)
+
+
+def frame_statistics(run, config, present, dark, gain, valid, reference, center,
                      *, progress=False):
     """Step ``[align]`` + statistics: every frame's shift onto the reference, total and
-    correlation to the median of its delay, in one read of the run (one task per delay).
+    correlation with the reference, in one read of the run (one task per group of scans of
+    a delay, see :func:`_groups`).
 
-    Before any shift is known, a frame's statistics are taken on it aligned by its own
-    shift, over the pixels ``steady`` that every shift the registration can return (at most
-    ``max_shift`` along each axis) fills from valid detector pixels only (totals: those
-    inside the normalisation region): one set of pixels for all frames, so totals and
-    correlations compare like with like whichever frames are kept. ``steady`` serves the
-    rejection criteria only (robust z-scores). The median that correlations compare to is
-    of the present frames of unexcluded scans.
+    A frame's total is taken on it aligned by its own shift, over the pixels ``steady``
+    that every shift the registration can return (at most ``max_shift`` along each axis)
+    fills from valid detector pixels only (and inside the normalisation region): one set of
+    pixels for all frames, so totals compare like with like whichever frames are kept.
 
     Returns
     -------
     stats : ndarray, shape (delay, scan, 5)
-        Shift (row, col), total, correlation, non-finite flag (see :func:`_delay_stats`).
+        Shift (row, col), total, correlation, non-finite flag (see :func:`_group_stats`).
     inside : ndarray of bool
         The pixels of the totals.
     aligned_mean : ndarray, shape (y, x)
-        Mean of the frames with finite values, aligned onto the reference (invalid pixels as
-        0): merged from one partial sum per delay, it locates the centre far better than one
-        frame at a few counts per pixel.
+        Mean of the frames with finite values, aligned onto the reference to the nearest
+        pixel (invalid pixels as 0): merged from one partial sum per task, it locates the
+        centre far better than one frame at a few counts per pixel.
     """
     shape = run.shape[-2:]
-    reach, plans, weight = 0, None, None
-    if config.align.enabled:
-        reach = int(config.align.max_shift)
-        weight = _registration_weight(valid)
-        plans = Plans(AlignPlan, (_registration_image(reference, valid, weight), valid),
-                      _align_options(config.align))
+    reach = int(config.align.max_shift) if config.align.enabled else 0
+    registration = _registration(config.align, reference, valid)
     steady = _eroded(valid, reach)
     inside = _region(config.normalize, center, shape) & steady
     if not inside.any():
         raise ValueError(f"[normalize] the region {config.normalize} has no valid pixel at "
                          f"least [align] max_shift = {reach} px from the masked pixels and the "
                          "frame's edges; choose a larger region or a smaller max_shift")
-    chunks = run.chunks[:2]
-    parts = da.blockwise(
-        _delay_stats, "d", run.data, "dsyx", da.from_array(_labels(run), chunks=chunks), "ds",
-        da.from_array(present, chunks=chunks), "ds",
-        da.from_array(present & ~excluded, chunks=chunks), "ds", _shared(dark), None,
-        _shared(gain), None, _shared(valid), None, _shared(weight), None, _shared(plans), None,
-        _shared(inside), None, _shared(steady), None, concatenate=True, dtype=object,
-        meta=np.empty((0,), object))
-    stats = da.map_blocks(_first, parts, 0, new_axis=[1, 2],
-                          chunks=(parts.chunks[0], (run.shape[1],), (5,)), dtype=float,
-                          meta=np.empty((0, 0, 0)))
-    sums = da.map_blocks(_first, parts, 1, new_axis=[1, 2],
-                         chunks=(parts.chunks[0], (shape[0],), (shape[1],)), dtype=float,
-                         meta=np.empty((0, 0, 0))).sum(axis=0)
+    stats, sums = _statistics(run.data, _labels(run), present, dark, gain, valid,
+                              registration, inside)
     stats, sums = _compute(stats, sums, step="registration + frame statistics",
                            progress=progress)
     n = np.count_nonzero(stats[..., 4] == 0)
     return stats, inside, sums / max(n, 1)
 
 
-def _first(parts, k):
-    """Item ``k`` of the one result in ``parts`` (an object array of 1), with a leading axis
-    of 1 for an image."""
-    item = parts[0][k]
-    return item if item.ndim == 3 else item[None]
+def _item(parts, k, lead):
+    """Item ``k`` of the one result in ``parts`` (an object array of 1 x 1), with ``lead``
+    leading axes of 1."""
+    return parts.flat[0][k][(np.newaxis,) * lead]
 
 
 def _align_options(config):
@@ -601,21 +659,30 @@ def _known_rejections(config, present, scans):
 GROSS_INTENSITY = 0.5
 
 
+def _delay_deviation(values, usable, relative):
+    """Deviation of every frame's value from the median of the usable frames of its delay
+    (``relative``: their ratio - 1), and where that median is of at least 3 frames; for a
+    delay of fewer, the deviation from the run's median."""
+    reference = np.full(values.shape[0], np.median(values[usable]))
+    within = np.zeros(values.shape, bool)
+    for i, use in enumerate(usable):
+        if use.sum() >= 3:
+            reference[i] = np.median(values[i, use])
+            within[i] = use
+    deviation = values / reference[:, None] - 1 if relative else values - reference[:, None]
+    return deviation, within
+
+
 def _intensity_outliers(total, usable, z):
     """Frames whose total is an outlier among the usable frames of its delay: robust
     z-scores of the total relative to the delay's median, with the spread of all such
     relative totals of the run; a real change of the total intensity between delays is
     physics, not a bad frame. Delays with fewer than 3 usable frames: see
     :data:`GROSS_INTENSITY`."""
-    relative = np.zeros(total.shape)
-    judged = np.zeros(total.shape, bool)
-    for i, use in enumerate(usable):
-        if use.sum() >= 3:
-            relative[i] = total[i] / np.median(total[i, use]) - 1
-            judged[i] = use
-    out = usable & ~judged & (np.abs(total / np.median(total[usable]) - 1) > GROSS_INTENSITY)
-    if judged.any():
-        out |= judged & (np.abs(_robust_z(relative, judged, INTENSITY_FLOOR)) > z)
+    deviation, within = _delay_deviation(total, usable, relative=True)
+    out = usable & ~within & (np.abs(deviation) > GROSS_INTENSITY)
+    if within.any():
+        out |= within & (np.abs(_robust_z(deviation, within, INTENSITY_FLOOR)) > z)
     return out
 
 
@@ -646,8 +713,12 @@ def _frame_rejections(config, reasons, shifts, total, correlation, max_shift,
     reasons["shift"] = bad & usable
     usable &= ~bad
     reasons["intensity"] = _intensity_outliers(total, usable, config.intensity_z)
-    reasons["correlation"] = usable & (-_robust_z(correlation, usable, CORRELATION_FLOOR)
-                                       > config.correlation_z)
+    # against the frames of the same delay (the pattern changes with delay); a delay of
+    # fewer than 3 usable frames has no majority to compare with
+    deviation, within = _delay_deviation(correlation, usable, relative=False)
+    reasons["correlation"] = within & (-_robust_z(deviation, within, CORRELATION_FLOOR)
+                                       > config.correlation_z) if within.any() else \
+        np.zeros_like(usable)
     return reasons
 
 
@@ -697,78 +768,55 @@ def _interpolation_gain(shifts):
     return float(1 / q.mean()) if q.size else 1.0
 
 
-def _aligned_frames(raws, labels, shifts, dark, gain, valid, region):
-    """Frames corrected, invalid pixels set to NaN and moved by their ``shifts`` (NaN spreads
-    to the output pixels that read them), as rows ``(n, pixels)`` of float32, and their totals
-    over ``region``."""
-    frames = np.empty((len(raws), valid.size), np.float32)
-    totals = np.empty(len(raws))
-    frame = np.empty(valid.shape, np.float32)
-    for k, (raw, shift) in enumerate(zip(raws, shifts, strict=True)):
-        _correct(raw, dark, gain, out=frame)
-        frame[~valid] = np.nan
-        aligned = translate(frame, shift, np.nan)
-        totals[k] = np.nansum(aligned[region], dtype=np.float64)
-        if not totals[k] > 0:
-            raise ValueError(f"frame {labels[k]}: its total in the normalisation region is "
-                             f"{totals[k]}; reject it or choose another region")
-        frames[k] = aligned.ravel()
-    return frames, totals
+def _scales(totals, kept, level):
+    """Normalisation factors of every frame ``(delay, scan)`` (0 where not ``kept``): to the
+    mean total of the kept frames of its delay (``level == "delay"``), to ``level`` (a
+    number) or none (None)."""
+    scales = np.zeros(totals.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if level is None:
+            scales[kept] = 1.0
+        elif level == "delay":
+            means = np.nansum(np.where(kept, totals, 0), axis=1) / kept.sum(axis=1)
+            scales = np.where(kept, means[:, None] / totals, 0.0)
+        else:
+            scales = np.where(kept, level / totals, 0.0)
+    bad = kept & ~(np.isfinite(scales) & (scales > 0))
+    if bad.any():
+        i, s = np.argwhere(bad)[0]
+        raise ValueError(f"frame (delay index {i}, scan index {s}): its total in the "
+                         f"normalisation region is {totals[i, s]}; reject it or choose another "
+                         "region")
+    return scales
 
 
-def _scales(totals, level):
-    """Normalisation factors: to the mean of ``totals`` (``level == "delay"``), to ``level``
-    (a number) or none (None)."""
-    if level is None:
-        return np.ones_like(totals)
-    return (totals.mean() if level == "delay" else level) / totals
+def _group_sums(block, kept, shifts, scales, index, dark, gain, valid, bins, per_bin):
+    """Partial sums (:class:`~uedflow.pipeline.partials.PixelSums`) of the ``kept`` frames of
+    one group of scans of one delay: corrected, invalid pixels NaN (spreading exactly to the
+    output pixels that read them), moved by their ``shifts``, multiplied by their ``scales``.
+    ``index``: the scans' indices in the run. In a 1 x 1 object array."""
+    block, kept, shifts, scales, index = block[0], kept[0], shifts[0], scales[0], index
+    shape = block.shape[-2:]
+    sums = PixelSums(shape, bins, per_bin)
+    frame = np.empty(shape, np.float32)
+    work = np.empty(shape, np.float32)
+    flag = np.empty(shape, bool)
+    invalid = ~valid
+    for s in np.flatnonzero(kept):
+        _correct(block[s], dark, gain, out=frame)
+        np.copyto(frame, np.nan, where=invalid)
+        aligned = translate(frame, shifts[s], np.nan)
+        aligned *= np.float32(scales[s])
+        sums.add(aligned, index[s], work, flag)
+    out = np.empty((1, 1), dtype=object)
+    out[0, 0] = sums
+    return out
 
 
-def _combine(frames, pixel_z, floor):
-    """Mean, standard error and count of contributions per pixel of ``frames`` ``(n,
-    pixels)`` (NaN: no contribution), after a MAD cut of the pixels more than ``pixel_z``
-    robust deviations (at least the shot noise in counts, and the ``floor`` of each pixel) from
-    the median of 3 or more contributions
-    (None: no cut); cut values become NaN in ``frames``. Returns ``(mean, error, cuts per
-    frame)``; strip by strip of pixels (temporaries of n x STRIP values)."""
-    n, size = frames.shape
-    mean = np.empty(size)
-    error = np.empty(size)
-    cuts = np.zeros(n, np.int64)
-    for j in range(0, size, STRIP):
-        part = frames[:, j:j + STRIP]
-        finite = np.isfinite(part)
-        if pixel_z is not None and n >= 3:
-            median = _nan_median(part, finite)
-            deviation = np.abs(part - median)
-            noise = _nan_median(deviation, finite)
-            noise *= MAD_SIGMA
-            np.maximum(noise, np.sqrt(np.maximum(median, 1)), out=noise)  # shot-noise floor
-            np.maximum(noise, floor[j:j + STRIP], out=noise)  # the sample's noise
-            with np.errstate(invalid="ignore"):
-                cut = deviation > pixel_z * noise
-            cut &= finite.sum(axis=0) >= 3
-            cuts += cut.sum(axis=1)
-            part[cut] = np.nan
-            finite &= ~cut
-        count = finite.sum(axis=0)
-        values = np.where(finite, part, 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean[j:j + STRIP] = values.sum(axis=0, dtype=np.float64) / count
-            values -= np.where(finite, mean[j:j + STRIP], 0).astype(np.float32)
-            variance = np.einsum("ij,ij->j", values, values, dtype=np.float64) / (count - 1)
-            error[j:j + STRIP] = np.where(count >= 2, np.sqrt(variance / count), np.nan)
-    return mean, error, cuts
-
-
-def _nan_median(part, finite):
-    """Median over axis 0 of ``part``, ignoring NaN (where ``finite`` is False); NaN for
-    columns without a finite value. ``numpy.median`` where a column is all finite (fast)."""
-    median = np.median(part, axis=0)
-    redo = np.flatnonzero(np.isnan(median) & finite.any(axis=0))
-    if redo.size:
-        median[redo] = np.nanmedian(part[:, redo], axis=0)
-    return median
+def _merge(a, b):
+    """Merge the partial sums ``b`` into ``a`` (in place: ``a`` has no other use)."""
+    a.flat[0].merge(b.flat[0])
+    return a
 
 
 def _translate_valid(image, valid, shift):
@@ -781,84 +829,51 @@ def _translate_valid(image, valid, shift):
         return np.where(den > 1e-3, num / den, image)
 
 
-def _average(raws, labels, shifts, dark, gain, valid, region, level, mask, pixel_z, noise,
-             radial):
-    """Average of aligned frames with its standard error and the per-frame radial profiles:
-    ``(image, error, scales, cuts per frame, radial error, error correlation)``; NaN on the
-    pixels of ``mask`` that no frame reaches (none for the frames of a delay: the mask is
-    made of the pixels they reach; a few for pump-off frames, registered on their own)."""
-    frames, totals = _aligned_frames(raws, labels, shifts, dark, gain, valid, region)
-    scales = _scales(totals, level)
-    frames *= scales.astype(np.float32)[:, None]
-    mean, error, cuts = _combine(frames, pixel_z, noise.ravel())
-    profiles = _profiles(frames, radial)
-    n = np.isfinite(profiles).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        centre = np.nansum(profiles, axis=0) / n
-        spread = np.nansum((profiles - centre) ** 2, axis=0) / (n - 1)
-        radial_error = np.where(n >= 2, np.sqrt(spread / n), np.nan)
-    image = np.where(mask.ravel(), mean, 0).astype(np.float32).reshape(mask.shape)
-    error = np.where(mask.ravel(), error, np.nan).astype(np.float32).reshape(mask.shape)
-    return image, error, scales, cuts, radial_error, _interpolation_gain(shifts)
-
-
-def _average_delay(block, labels, shifts, kept, dark, gain, valid, region, level, mask,
-                   pixel_z, noise, plans, weight, radial):
-    """The average over scans of the ``kept`` frames of one delay (:func:`_average`), then
-    aligned onto the reference (``plans``; None: not). Returns, in a 1-element object array,
-    ``(image, error, delay shift, scale per scan, pixels cut per scan, radial error, error
-    correlation)``.
-
-    Holds the delay's raw frames (``block``) and its aligned frames as float32."""
-    used = np.flatnonzero(kept[0])
-    image, error, scales, cuts, radial_error, gain_ = _average(
-        block[0, used], labels[0, used], shifts[0, used], dark, gain, valid, region, level,
-        mask, pixel_z, noise, radial)
+def _finish(parts, pixel_z, noise, mask, registration, n_scans):
+    """A delay's average from its merged partial sums: ``(image, error, delay shift, pixels
+    cut per scan, radial error)``; the image registered onto the reference (``registration``;
+    None: not) and 0 off the ``mask``, the error NaN there (and on pixels no frame reaches)."""
+    mean, error, cuts, radial_error = parts.flat[0].result(pixel_z, noise, n_scans)
+    image = np.where(mask, mean, 0).astype(np.float32)
+    error = np.where(mask, error, np.nan).astype(np.float32)
     delta = np.zeros(2)
-    if plans is not None:
-        delta = plans.get().shift(_registration_image(image, mask, weight))
+    if registration is not None:
+        delta = registration(image)[0]
         image = _translate_valid(image, mask, delta).astype(np.float32)
         known = mask & np.isfinite(error)
         error = np.sqrt(_translate_valid(np.where(known, error, 0) ** 2, known, delta)).astype(
             np.float32)
         image[~mask] = 0
         error[~mask] = np.nan
-    all_scales = np.zeros(kept.shape[1])
-    all_cuts = np.zeros(kept.shape[1], np.int64)
-    all_scales[used], all_cuts[used] = scales, cuts
-    out = np.empty(1, dtype=object)
-    out[0] = (image, error, delta, all_scales, all_cuts, radial_error, gain_)
-    return out
+    return image, error, delta, cuts, radial_error
 
 
-def _pump_off(frames, labels, dark, gain, valid, reference, options, region, level, mask,
-              pixel_z, noise, radial):
-    """Average of the pump-off ``frames`` ``(n, y, x)``, each registered onto the
-    ``reference`` first (``options``; None: not registered). Frames with non-finite values on
-    valid pixels are left out. Returns ``(image, error, radial error, left-out labels)``."""
-    plan = None
-    if options is not None:
-        weight = _registration_weight(valid)
-        plan = AlignPlan(_registration_image(reference, valid, weight), valid, **options)
-    kept, shifts, left_out = [], [], []
-    frame = np.empty(valid.shape, np.float32)
-    for k, raw in enumerate(frames):
-        _correct(raw, dark, gain, out=frame)
-        if not np.isfinite(frame[valid]).all():
-            left_out.append(labels[k])
-            continue
-        try:
-            shifts.append(np.zeros(2) if plan is None else plan.shift(
-                _registration_image(frame, valid, weight)))
-        except Exception as exc:
-            raise named_error(exc, labels[k]) from exc
-        kept.append(k)
-    if not kept:
-        raise ValueError(f"every pump-off frame has non-finite values: {left_out}")
-    image, error, _, _, radial_error, _ = _average(
-        frames[kept], [labels[k] for k in kept], shifts, dark, gain, valid, region, level, mask,
-        pixel_z, noise, radial)
-    return image, error, radial_error, left_out
+def _tree(parts):
+    """Merge a list of delayed partial sums pairwise, in a fixed order."""
+    while len(parts) > 1:
+        parts = [dask.delayed(_merge, pure=True)(*parts[k:k + 2]) if k + 1 < len(parts)
+                 else parts[k] for k in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def averages(data, kept, shifts, scales, dark, gain, valid, bins, per_bin, pixel_z, noise,
+             mask, registration):
+    """Step ``[average]``: the average over scans of the ``kept`` frames of every row of
+    ``data`` (``(delay, scan, y, x)``, chunked by groups of scans), lazy: one task per group
+    adding its frames into partial sums, merged pairwise per delay, then
+    :func:`_finish`. Returns one delayed ``(image, error, delay shift, cuts per scan, radial
+    error)`` per delay."""
+    chunks = data.chunks[:2]
+    parts = da.blockwise(
+        _group_sums, "ds", data, "dsyx", da.from_array(kept, chunks=chunks), "ds",
+        da.from_array(shifts, chunks=(*chunks, 2)), "dsc",
+        da.from_array(scales, chunks=chunks), "ds",
+        da.from_array(np.arange(data.shape[1]), chunks=chunks[1]), "s",
+        *(x for k in (dark, gain, valid, bins, per_bin) for x in (_shared(k), None)),
+        concatenate=True, dtype=object, meta=np.empty((0, 0), object))
+    finish = dask.delayed(_finish, pure=True)
+    return [finish(_tree(list(row)), pixel_z, _shared(noise), _shared(mask),
+                   _shared(registration), data.shape[1]) for row in parts.to_delayed()]
 
 
 def _compute(*arrays, step, progress):
@@ -1022,7 +1037,8 @@ def reduce(run, config=None, *, progress=False):
 
     valid, parts, reference, reference_label, noise = detector_mask(
         run, config, dark, gain, present, progress=progress)
-    run = run.chunk({"delay": 1, "scan": -1})
+    group = _groups(run, config)
+    run = run.chunk({"delay": 1, "scan": group})
     if config.align.reference == "early":
         corrected = run.copy(data=da.blockwise(_correct, "dsyx", run.data, "dsyx",
                                                _shared(dark), None, _shared(gain), None,
@@ -1036,60 +1052,67 @@ def reduce(run, config=None, *, progress=False):
     if given or config.normalize.ring is not None:
         center = np.asarray(config.center.value if given else autocenter(reference, valid),
                             dtype=float)
-    stats, inside, aligned_mean = frame_statistics(run, config, present, reasons["excluded"],
-                                                   dark, gain, valid, reference, center,
-                                                   progress=progress)
+    stats, inside, aligned_mean = frame_statistics(run, config, present, dark, gain, valid,
+                                                   reference, center, progress=progress)
     shifts, total, correlation = stats[..., :2], stats[..., 2], stats[..., 3]
     reasons["nonfinite"] = present & (stats[..., 4] == 1)
     reasons = _frame_rejections(config.reject, reasons, shifts, total, correlation,
                                 config.align.max_shift, config.align.upsample_factor)
     rejected = _rejected(reasons, delays)
-    mask, common = _movie_mask(valid, shifts, ~rejected)
+    kept = ~rejected
+    mask, common = _movie_mask(valid, shifts, kept)
     parts["margin"] = _fraction(valid & ~mask)
     parts["total"] = _fraction(~mask)
     if not given:  # the aligned mean, at many frames' counts; rings sharpest about it
         center = refine_center(aligned_mean, autocenter(aligned_mean, common), common)
     timer("registration_statistics")
-    region = _region(config.normalize, center, shape) & common
-    if not region.any():
-        raise ValueError(f"[normalize] the region {config.normalize} has no pixel that every "
-                         "kept frame reaches")
-    level = {"none": None, "delay": "delay"}.get(config.normalize.mode)
-    if config.normalize.mode == "run":
-        # every frame to one level: the median total of the kept frames in `region`,
-        # estimated from their totals over `inside` and the reference's
-        ratio = reference[region].sum(dtype=np.float64) / reference[inside].sum(
-            dtype=np.float64)
-        if not (np.isfinite(ratio) and ratio > 0):
-            raise ValueError("[normalize] the reference has no positive total in the region "
-                             f"{config.normalize}")
-        level = ratio * np.median(total[~rejected])
+    level = {"none": None, "delay": "delay", "run": float(np.median(total[kept]))}[
+        config.normalize.mode]
+    scales = _scales(total, kept, level)
 
     # The averages over scans, lazy: a second read of the run (see Notes)
     filled = np.flatnonzero(np.bincount(
         np.rint(np.hypot(*(np.nonzero(mask) - center[:, None]))).astype(np.intp)))
     start, size = int(filled[0]), int(filled[-1] - filled[0] + 1)
-    radial_bins = _radial_bins(center, common, start, size)
-    plans = weight = None
-    if config.average.align:
-        weight = _registration_weight(mask)
-        plans = Plans(AlignPlan, (_registration_image(reference, mask, weight), mask),
-                      {**_align_options(config.align), "max_shift": 1})
+    index, bins, per_bin = _radial_bins(center, common, start, size)
+    all_bins = np.full(mask.size, size, np.intp)  # pixels off the profiles: one more bin
+    all_bins[index] = bins
     pixel_z = config.reject.pixel_z if config.reject.enabled else None
-    chunks = run.chunks[:2]
-    shared = [_shared(x) for x in (dark, gain, valid, region)]
-    parts_ = da.blockwise(
-        _average_delay, "d", run.data, "dsyx", da.from_array(_labels(run), chunks=chunks), "ds",
-        da.from_array(shifts, chunks=(*chunks, 2)), "dsc",
-        da.from_array(~rejected, chunks=chunks), "ds", *(x for k in shared for x in (k, None)),
-        _shared(level), None, _shared(mask), None, pixel_z, None, _shared(noise), None,
-        _shared(plans), None, _shared(weight), None, _shared(radial_bins), None,
-        concatenate=True, dtype=object, meta=np.empty((0,), object))
+    registration = (_Registration(reference, mask, config.align.upsample_factor, 1)
+                    if config.average.align else None)
+    common_args = (dark, gain, valid, all_bins, per_bin, pixel_z, noise, mask)
+    finished = averages(run.data, kept, shifts, scales, *common_args, registration)
+
+    # pump-off frames, equilibrium and ΔI/I: the averages of the delays before time zero
+    # are computed now, once, and kept for the outputs
+    before = delays < config.dynamics.t0
+    by_pump_off = config.dynamics.reference == "pump_off"
+    pending = {} if by_pump_off else {int(i): finished[i] for i in np.flatnonzero(before)}
+    pump_off_left_out = []
+    if pump_off_files:
+        frames = _open_frames(pump_off_files, shape, "pump-off")
+        off_data = frames.data[None].rechunk((1, group, -1, -1))
+        off_labels = np.array([str(f) for f in pump_off_files])[None]
+        off_stats, _ = _statistics(off_data, off_labels, np.ones(off_labels.shape, bool), dark,
+                                   gain, valid, _registration(config.align, reference, valid),
+                                   inside)
+        (off_stats,) = _compute(off_stats, step="pump-off frames", progress=progress)
+        off_kept = off_stats[..., 4] == 0
+        if not off_kept.any():
+            raise ValueError(f"every pump-off frame has non-finite values on valid pixels: "
+                             f"{pump_off_files[0]}, ...")
+        pump_off_left_out = list(off_labels[~off_kept])
+        pending["pump_off"] = averages(
+            off_data, off_kept, off_stats[..., :2], _scales(off_stats[..., 2], off_kept, level),
+            *common_args, None)[0]
+    done = dict(zip(pending, _compute(*pending.values(), step="equilibrium",
+                                      progress=progress), strict=True))
+    results = [dask.delayed(done[i], pure=True) if i in done else f
+               for i, f in enumerate(finished)]
 
     def pick(k, extra, dtype):
-        return da.map_blocks(_pick, parts_, k, new_axis=list(range(1, 1 + len(extra))),
-                             chunks=(parts_.chunks[0], *((n,) for n in extra)), dtype=dtype,
-                             meta=np.empty((0,) * (1 + len(extra)), dtype))
+        return da.stack([da.from_delayed(dask.delayed(operator.getitem, pure=True)(r, k),
+                                         extra, dtype=dtype) for r in results])
 
     radius = xr.DataArray(np.arange(start, start + size), dims="radius")
     coords = {"delay": run["delay"], "scan": run["scan"], "coord": ROW_COL}
@@ -1102,45 +1125,27 @@ def reduce(run, config=None, *, progress=False):
     ds["diffraction"] = diffraction
     ds["diffraction_error"] = (("delay", "y", "x"), pick(1, shape, np.float32))
     ds["delay_shifts"] = (("delay", "coord"), pick(2, (2,), float))
-    ds["scale"] = (("delay", "scan"), pick(3, (run.sizes["scan"],), float))
-    ds["rejected_pixels"] = (("delay", "scan"), pick(4, (run.sizes["scan"],), np.int64))
-    radial_error = xr.DataArray(pick(5, (size,), float), dims=("delay", "radius"),
+    ds["scale"] = (("delay", "scan"), scales)
+    ds["rejected_pixels"] = (("delay", "scan"), pick(3, (run.sizes["scan"],), np.int64))
+    radial_error = xr.DataArray(pick(4, (size,), float), dims=("delay", "radius"),
                                 coords={"radius": radius})
-    ds["error_correlation"] = ("delay", pick(6, (), float))
-
-    # pump-off frames, equilibrium and ΔI/I
-    pending = {}
-    pump_off_left_out = []
+    ds["error_correlation"] = ("delay", [_interpolation_gain(shifts[i, kept[i]])
+                                         for i in range(len(delays))])
     if pump_off_files:
-        frames = _open_frames(pump_off_files, shape, "pump-off")
-        options = _align_options(config.align) if config.align.enabled else None
-        pending["pump_off"] = dask.delayed(_pump_off)(
-            frames.data, [str(f) for f in pump_off_files], dark, gain, valid, reference,
-            options, region, level, mask, pixel_z, noise, radial_bins)
-    before = delays < config.dynamics.t0
-    by_pump_off = config.dynamics.reference == "pump_off"
-    if not by_pump_off:
-        pending["diffraction"] = diffraction[before].data
-        pending["diffraction_error"] = ds["diffraction_error"][before].data
-    if config.radial.enabled:
-        radial = diffraction.ued.azimuthal_average(center=center, mask=mask)
-        if not by_pump_off:
-            pending["radial"] = radial[before].data
-            pending["radial_error"] = radial_error[before].data
-    done = dict(zip(pending, _compute(*pending.values(), step="equilibrium",
-                                      progress=progress), strict=True))
-    if pump_off_files:
-        image, error, pump_off_radial_error, pump_off_left_out = done["pump_off"]
+        image, error, _, _, pump_off_radial_error = done["pump_off"]
         ds["pump_off"] = (("y", "x"), image)
         ds["pump_off_error"] = (("y", "x"), error)
     if by_pump_off:
         ds["equilibrium"], ds["equilibrium_error"] = ds["pump_off"], ds["pump_off_error"]
     else:
         n = int(before.sum())
-        ds["equilibrium"] = (("y", "x"), done["diffraction"].mean(axis=0).astype(np.float32))
-        ds["equilibrium_error"] = (("y", "x"), (np.sqrt((done["diffraction_error"].astype(
-            float) ** 2).sum(axis=0)) / n).astype(np.float32))
+        images = np.stack([done[i][0] for i in np.flatnonzero(before)])
+        errors = np.stack([done[i][1] for i in np.flatnonzero(before)]).astype(float)
+        ds["equilibrium"] = (("y", "x"), images.mean(axis=0).astype(np.float32))
+        ds["equilibrium_error"] = (("y", "x"), (np.sqrt((errors**2).sum(axis=0)) / n).astype(
+            np.float32))
     if config.radial.enabled:
+        radial = diffraction.ued.azimuthal_average(center=center, mask=mask)
         ds["radial"] = radial.rename(None)
         ds["radial_error"] = radial_error
         if by_pump_off:
@@ -1151,8 +1156,9 @@ def reduce(run, config=None, *, progress=False):
             covariance = 0.0
         else:
             n = int(before.sum())
-            equilibrium = done["radial"].mean(axis=0)
-            equilibrium_error = np.sqrt((done["radial_error"] ** 2).sum(axis=0)) / n
+            equilibrium, errors = radial[before].values, radial_error[before].values
+            equilibrium = equilibrium.mean(axis=0)
+            equilibrium_error = np.sqrt((errors**2).sum(axis=0)) / n
             covariance = xr.DataArray(before, dims="delay") * radial_error**2 / n
         equilibrium = xr.DataArray(np.where(equilibrium != 0, equilibrium, np.nan),
                                    dims="radius")
@@ -1195,7 +1201,3 @@ def reduce(run, config=None, *, progress=False):
     }
     ds.attrs["uedflow"] = json.dumps(provenance)
     return _units(ds)
-
-
-def _pick(parts, k):
-    return np.stack([part[k] for part in parts])

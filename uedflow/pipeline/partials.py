@@ -1,0 +1,141 @@
+"""Mergeable partial results of a run reduction: :class:`PixelSums`.
+
+A delay's average over scans is not computed from all its frames at once: each task adds
+the frames of a group of scans into a :class:`PixelSums`, partials are merged (in any
+grouping, in a fixed order), and :meth:`PixelSums.result` turns the merged sums into the
+average, its standard error and the robust cut of outlying pixels. Memory per task is one
+partial (about 30 bytes per pixel) plus the frames of its group, whatever the number of
+scans; the same partials serve a live reduction that adds scans as they arrive.
+
+The pixel cut from bounded pieces
+---------------------------------
+Along with the sums, each pixel keeps its highest and its lowest value and the scan they came
+from. The cut compares each extreme with the mean of the other values (the *trimmed mean*,
+without the highest and lowest), with a noise of at least the shot noise and the given floor;
+an extreme beyond ``pixel_z`` times that noise is taken out of the sums. For 3 or 4 values the
+trimmed mean is the median, as in a median-based cut. The approximation against a cut of
+every outlier: at most one value above and one below are cut per pixel and delay, so a second
+outlier in the same pixel and delay stays in (and pulls the trimmed mean by its excess over
+``n - 2``).
+"""
+
+import numpy as np
+
+__all__ = ["PixelSums"]
+
+
+class PixelSums:
+    """Per-pixel sums of aligned frames, mergeable, with extremes for a robust pixel cut and
+    the sums of the frames' radial profiles (:attr:`profiles` counts the frames added).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Frame shape.
+    bins : ndarray of intp, shape (pixels,)
+        Radial bin of every pixel (flat); pixels left out of the profiles have the bin
+        ``len(per_bin)``.
+    per_bin : ndarray of int
+        Pixels per bin.
+    """
+
+    def __init__(self, shape, bins, per_bin):
+        self.bins, self.per_bin = bins, per_bin
+        self.missing = np.zeros(shape, np.int32)  # frames added without a value, per pixel
+        self.sum = np.zeros(shape)
+        self.squares = np.zeros(shape)
+        self.high = np.full(shape, -np.inf, np.float32)
+        self.high_scan = np.zeros(shape, np.int32)
+        self.low = np.full(shape, np.inf, np.float32)
+        self.low_scan = np.zeros(shape, np.int32)
+        self.profiles = 0
+        self.profile_sum = np.zeros(per_bin.size)
+        self.profile_squares = np.zeros(per_bin.size)
+
+    def add(self, frame, scan, work, flag):
+        """Add an aligned ``frame`` (float32, NaN where it has no value; overwritten with 0
+        there) of scan index ``scan``; ``work`` (float32) and ``flag`` (bool) are buffers of
+        the frame's shape."""
+        np.greater(frame, self.high, out=flag)  # NaN compares False
+        np.copyto(self.high, frame, where=flag)
+        np.copyto(self.high_scan, scan, where=flag)
+        np.less(frame, self.low, out=flag)
+        np.copyto(self.low, frame, where=flag)
+        np.copyto(self.low_scan, scan, where=flag)
+        np.isnan(frame, out=flag)
+        self.missing += flag
+        np.copyto(frame, 0, where=flag)
+        self.sum += frame
+        np.square(frame, out=work)
+        self.squares += work
+        profile = np.bincount(self.bins, frame.ravel(), self.per_bin.size + 1)[:-1]
+        profile /= np.maximum(self.per_bin, 1)
+        self.profiles += 1
+        self.profile_sum += profile
+        self.profile_squares += profile**2
+
+    def merge(self, other):
+        """Add the sums of ``other`` (of other scans) to these; returns ``self``."""
+        self.missing += other.missing
+        self.sum += other.sum
+        self.squares += other.squares
+        higher = other.high > self.high
+        np.copyto(self.high, other.high, where=higher)
+        np.copyto(self.high_scan, other.high_scan, where=higher)
+        lower = other.low < self.low
+        np.copyto(self.low, other.low, where=lower)
+        np.copyto(self.low_scan, other.low_scan, where=lower)
+        self.profiles += other.profiles
+        self.profile_sum += other.profile_sum
+        self.profile_squares += other.profile_squares
+        return self
+
+    def result(self, pixel_z, noise, n_scans):
+        """Average, standard error and the cut.
+
+        Parameters
+        ----------
+        pixel_z : float or None
+            Cut an extreme more than ``pixel_z`` times the noise from the trimmed mean
+            (see the module's notes); None: no cut.
+        noise : ndarray
+            Least noise of each pixel (e.g. the spread of a sample of frames); the shot
+            noise ``sqrt(trimmed mean)`` (in counts) applies too.
+        n_scans : int
+            Length of the cuts per scan.
+
+        Returns
+        -------
+        mean, error : ndarray of float64
+            Per pixel: the mean of the values kept (NaN without any) and its standard error
+            (NaN with fewer than 2).
+        cuts : ndarray of int64, shape (n_scans,)
+            Pixels cut in each scan's frame.
+        radial_error : ndarray
+            Standard error of the mean radial profile, from the spread of the frames'
+            profiles (NaN with fewer than 2 frames).
+        """
+        n = (self.profiles - self.missing).astype(np.float64)
+        total, squares = self.sum.copy(), self.squares.copy()
+        cuts = np.zeros(n_scans, np.int64)
+        if pixel_z is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                trimmed = (total - self.high - self.low) / (n - 2)
+                spread = np.maximum(np.sqrt(np.maximum(trimmed, 1)), noise)
+                for extreme, scans, sign in ((self.high, self.high_scan, 1),
+                                             (self.low, self.low_scan, -1)):
+                    cut = (n >= 3) & (sign * (extreme - trimmed) > pixel_z * spread)
+                    values = np.where(cut, extreme, 0).astype(np.float64)
+                    total -= values
+                    squares -= values**2
+                    n -= cut
+                    cuts += np.bincount(scans[cut], minlength=n_scans)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / n
+            variance = np.maximum(squares - total * mean, 0) / (n - 1)
+            error = np.where(n >= 2, np.sqrt(variance / n), np.nan)
+            k = self.profiles
+            centre = self.profile_sum / k
+            spread = np.maximum(self.profile_squares - self.profile_sum * centre, 0) / (k - 1)
+            radial_error = np.sqrt(spread / k) if k >= 2 else np.full(centre.shape, np.nan)
+        return mean, error, cuts, radial_error
