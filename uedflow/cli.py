@@ -227,7 +227,7 @@ def _writer_lock(store, argv):
 
 def _scheduler(args):
     """Where the reduction runs: threads, local workers, a scheduler or a SLURM cluster."""
-    from .cluster import connect
+    from .cluster import connect, slurm_cluster
 
     if args.cluster_option and args.cluster is None:
         raise ValueError("--cluster-option needs --cluster")
@@ -240,12 +240,14 @@ def _scheduler(args):
             wait = WAIT_WORKERS if args.wait_workers is None else args.wait_workers
             stack.enter_context(connect(args.scheduler, wait_workers=wait))
         elif args.cluster == "slurm":
-            try:
-                from dask_jobqueue import SLURMCluster
-            except ImportError:
-                raise ValueError("--cluster slurm needs dask-jobqueue: "
-                                 "python -m pip install 'uedflow[slurm]'") from None
-            cluster = stack.enter_context(SLURMCluster(**_cluster_options(args.cluster_option)))
+            try:  # workers as fast as threads; a job script that sbatch refuses fails here
+                cluster = slurm_cluster(**_cluster_options(args.cluster_option))
+            except ImportError as exc:
+                raise ValueError(f"--cluster slurm: {exc}") from None
+            except ValueError as exc:
+                raise ValueError(f"--cluster slurm: {_one_line(exc)} (SLURMCluster's arguments "
+                                 "are given as --cluster-option KEY=VALUE)") from None
+            stack.enter_context(cluster)
             cluster.scale(args.workers or 1)
             stack.enter_context(connect(cluster=cluster, wait_workers=args.wait_workers))
         elif args.workers is not None:

@@ -18,6 +18,8 @@ __all__ = ["find_beam_block", "find_dead_pixels"]
 BLOCK_SIGMA = 4.0
 #: Width (px) of the band about the first estimate in which the block's edge is refined.
 BLOCK_BAND = 10
+#: Pixels (about) from which the radial medians are taken: a sub-grid of larger frames.
+RADIAL_PIXELS = 2**20
 
 
 def _smooth(image, weight, sigma):
@@ -50,7 +52,10 @@ def _radial_level(image, known, radius):
     """Median of ``image`` over the ``known`` pixels of every integer ``radius`` (NaN where
     none)."""
     index = np.arange(radius.max() + 1)
-    level = np.asarray(ndi.median(image, np.where(known, radius, -1), index), float)
+    step = max(1, int(np.sqrt(image.size / RADIAL_PIXELS)))  # a sub-grid of large frames
+    grid = (slice(None, None, step),) * 2
+    level = np.asarray(ndi.median(image[grid], np.where(known[grid], radius[grid], -1), index),
+                       float)
     return np.where(np.isfinite(level), level, np.nan)
 
 

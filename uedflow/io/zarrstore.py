@@ -64,6 +64,14 @@ def blosc_zstd(clevel=5):
     return BloscCodec(cname="zstd", clevel=clevel, shuffle=BloscShuffle.bitshuffle)
 
 
+def blosc_lz4():
+    """The codec of computed floats (reduced stores): Blosc with LZ4 and bit-shuffle, ten
+    times faster than zstd on noisy float32 for 5 % less compression."""
+    from zarr.codecs import BloscCodec, BloscShuffle
+
+    return BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.bitshuffle)
+
+
 def to_zarr(stack, store, *, clevel=5, overwrite=False, progress=False):
     """Write a stack into a compressed zarr v3 store, streaming chunk by chunk.
 

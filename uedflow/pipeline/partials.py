@@ -91,7 +91,8 @@ class PixelSums:
         return self
 
     def result(self, pixel_z, noise, n_scans):
-        """Average, standard error and the cut.
+        """Average, standard error and the cut (the sums are changed: call it once, on the
+        merged partial).
 
         Parameters
         ----------
@@ -116,20 +117,25 @@ class PixelSums:
             profiles (NaN with fewer than 2 frames).
         """
         n = (self.profiles - self.missing).astype(np.float64)
-        total, squares = self.sum.copy(), self.squares.copy()
+        total, squares = self.sum, self.squares  # changed in place: a partial is used once
         cuts = np.zeros(n_scans, np.int64)
         if pixel_z is not None:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                trimmed = (total - self.high - self.low) / (n - 2)
-                spread = np.maximum(np.sqrt(np.maximum(trimmed, 1)), noise)
-                for extreme, scans, sign in ((self.high, self.high_scan, 1),
-                                             (self.low, self.low_scan, -1)):
-                    cut = (n >= 3) & (sign * (extreme - trimmed) > pixel_z * spread)
-                    values = np.where(cut, extreme, 0).astype(np.float64)
-                    total -= values
-                    squares -= values**2
-                    n -= cut
-                    cuts += np.bincount(scans[cut], minlength=n_scans)
+            # an extreme is at most high - low from the trimmed mean, and the noise is at
+            # least max(1, noise): only pixels with a wider range can have a cut
+            with np.errstate(invalid="ignore"):
+                wide = np.subtract(self.high, self.low) > pixel_z * np.maximum(noise, 1)
+            at = np.flatnonzero(wide & (n >= 3))
+            m = n.flat[at]
+            high, low = self.high.flat[at].astype(float), self.low.flat[at].astype(float)
+            trimmed = (total.flat[at] - high - low) / (m - 2)
+            limit = pixel_z * np.maximum(np.sqrt(np.maximum(trimmed, 1)), noise.flat[at])
+            for extreme, scans, cut in ((high, self.high_scan, high - trimmed > limit),
+                                        (low, self.low_scan, trimmed - low > limit)):
+                where = at[cut]
+                total.flat[where] -= extreme[cut]
+                squares.flat[where] -= extreme[cut] ** 2
+                n.flat[where] -= 1
+                cuts += np.bincount(scans.flat[where], minlength=n_scans)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / n
             variance = np.maximum(squares - total * mean, 0) / (n - 1)

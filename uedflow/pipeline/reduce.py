@@ -250,15 +250,39 @@ def _sample(present, n=SAMPLE):
     return [tuple(index[k]) for k in picks]
 
 
-def _sample_moments(frames):
-    """Per-pixel count of finite values, mean and variance over the lazy ``frames``
-    (n, y, x), as dask arrays (a streaming reduction: a few frames in memory at once)."""
-    finite = da.isfinite(frames)
-    values = da.where(finite, frames, 0).astype(np.float64)
-    count = finite.sum(axis=0)
-    n = da.maximum(count, 1)
-    mean = values.sum(axis=0) / n
-    variance = da.maximum((values**2).sum(axis=0) / n - mean**2, 0) * n / da.maximum(count - 1, 1)
+def _block_moments(raws, dark, gain):
+    """Count of finite values, their sum and their sum of squares ``(3, y, x)`` over the
+    corrected frames ``raws`` ``(n, y, x)``."""
+    out = np.zeros((3, *raws.shape[1:]))
+    frame = np.empty(raws.shape[1:], np.float32)
+    finite = np.empty(raws.shape[1:], bool)
+    for raw in raws:
+        _correct(raw, dark, gain, out=frame)
+        np.isfinite(frame, out=finite)
+        np.copyto(frame, 0, where=~finite)
+        out[0] += finite
+        out[1] += frame
+        out[2] += np.square(frame, dtype=np.float64)
+    return out
+
+
+def _sample_moments(frames, dark, gain):
+    """Per-pixel count of finite values, sum and sum of squares ``(3, y, x)`` over the
+    corrected frames of the lazy ``frames`` ``(n, y, x)``, delayed: tasks of
+    :data:`GROUP` frames, merged pairwise."""
+    dark, gain = _shared(dark), _shared(gain)
+    moments = dask.delayed(_block_moments, pure=True)
+    return _tree([moments(block, dark, gain)
+                  for block in frames.rechunk((GROUP, -1, -1)).to_delayed().ravel()],
+                 operator.add)
+
+
+def _moments(sums):
+    """Count, mean and variance from the sums of :func:`_sample_moments`."""
+    count, total, squares = sums
+    n = np.maximum(count, 1)
+    mean = total / n
+    variance = np.maximum(squares / n - mean**2, 0) * n / np.maximum(count - 1, 1)
     return count, mean, variance
 
 
@@ -320,11 +344,11 @@ def detector_mask(run, config, dark, gain, present, *, progress=False):
         bounds = config.mask.px_thresh or (-np.inf, np.inf)
         bad = stack.ued.mask_from_collection(bounds, config.mask.std_thresh).data
     sample = _sample(present)
-    frames = [da.blockwise(_correct, "yx", run.data[i, s], "yx", _shared(dark), None,
-                           _shared(gain), None, dtype=np.float32) for i, s in sample]
-    count, mean, variance, first, bad = _compute(
-        *_sample_moments(da.stack(frames)), frames[0], bad, step="mask and reference",
-        progress=progress)
+    frames = da.stack([run.data[i, s] for i, s in sample])
+    sums, first, bad = _compute(_sample_moments(frames, dark, gain), frames[0], bad,
+                                step="mask and reference", progress=progress)
+    first = _correct(first, dark, gain)
+    count, mean, variance = _moments(sums)
     if bad is not None:
         remove("collection", bad)
     remove("nonfinite", 2 * count < len(sample))
@@ -338,7 +362,7 @@ def detector_mask(run, config, dark, gain, present, *, progress=False):
     if not valid.any():
         raise ValueError(f"the mask leaves no valid pixel (removed: {parts})")
     for k, (i, s) in enumerate(sample):
-        frame = first if k == 0 else frames[k].compute()
+        frame = first if k == 0 else _correct(frames[k].compute(), dark, gain)
         values = frame[valid]
         if np.isfinite(values).all() and values.sum(dtype=np.float64) > 0:
             noise = np.sqrt(ndi.gaussian_filter(np.where(np.isfinite(variance), variance, 0),
@@ -445,11 +469,13 @@ GROUP = 16
 
 
 def _binned(image):
-    """Sum over REGISTRATION_BIN x REGISTRATION_BIN blocks (a last odd row/column is left
-    out), as float32."""
-    b = REGISTRATION_BIN
-    n, m = image.shape[0] // b * b, image.shape[1] // b * b
-    return image[:n, :m].reshape(n // b, b, m // b, b).sum(axis=(1, 3), dtype=np.float32)
+    """Sum over 2 x 2 blocks (REGISTRATION_BIN; a last odd row/column is left out), as
+    float32."""
+    n, m = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    out = np.add(image[0:n:2, 0:m:2], image[1:n:2, 0:m:2], dtype=np.float32)
+    out += image[0:n:2, 1:m:2]
+    out += image[1:n:2, 1:m:2]
+    return out
 
 
 class _Registration:
@@ -686,15 +712,24 @@ def _intensity_outliers(total, usable, z):
     return out
 
 
+#: Frames on either side of a frame, in its scan, whose median shift it is compared with.
+SHIFT_WINDOW = 2
+
+
 def _shift_deviation(shifts, usable):
-    """Distance of every frame's shift ``(delay, scan, 2)`` from the median shift of its scan
-    (of the run, for a scan of fewer than 3 usable frames): a scan's frames are close in time,
-    so the slow drift of the pattern over a run is not taken for a jump."""
+    """Distance of every frame's shift ``(delay, scan, 2)`` from the median shift of the
+    usable frames about it in its scan (:data:`SHIFT_WINDOW` delays either side; the run's
+    median where fewer than 3): frames close in time, so that the drift of the pattern
+    during a scan is not taken for a jump."""
     reference = np.broadcast_to(np.median(shifts[usable], axis=0), shifts.shape).copy()
+    n = shifts.shape[0]
+    window = min(n, 2 * SHIFT_WINDOW + 1)
     for s in range(shifts.shape[1]):
-        use = usable[:, s]
-        if use.sum() >= 3:
-            reference[:, s] = np.median(shifts[use, s], axis=0)
+        for i in range(n):
+            start = min(max(i - SHIFT_WINDOW, 0), n - window)
+            use = np.flatnonzero(usable[start:start + window, s]) + start
+            if use.size >= 3:
+                reference[i, s] = np.median(shifts[use, s], axis=0)
     return np.hypot(*np.moveaxis(shifts - reference, -1, 0))
 
 
@@ -848,11 +883,13 @@ def _finish(parts, pixel_z, noise, mask, registration, n_scans):
     return image, error, delta, cuts, radial_error
 
 
-def _tree(parts):
-    """Merge a list of delayed partial sums pairwise, in a fixed order."""
+def _tree(parts, merge=None):
+    """Merge a list of delayed partial results pairwise (by default partial sums, in
+    place: :func:`_merge`), in a fixed order."""
+    merge = dask.delayed(merge or _merge, pure=True)
     while len(parts) > 1:
-        parts = [dask.delayed(_merge, pure=True)(*parts[k:k + 2]) if k + 1 < len(parts)
-                 else parts[k] for k in range(0, len(parts), 2)]
+        parts = [merge(*parts[k:k + 2]) if k + 1 < len(parts) else parts[k]
+                 for k in range(0, len(parts), 2)]
     return parts[0]
 
 

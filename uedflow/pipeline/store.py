@@ -49,7 +49,7 @@ from ..io.safety import (
     verify_store,
     writer_lock,
 )
-from ..io.zarrstore import _distributed_client, blosc_zstd, compute
+from ..io.zarrstore import _distributed_client, blosc_lz4, compute
 
 __all__ = ["StoreReport", "existing_state", "open_reduced", "read_state", "write_reduced"]
 
@@ -384,7 +384,7 @@ def _start(ds, store, info):
     target = RecordingStore(store)
     started = {MARKER: {**info, "state": "started"}}
     zarr.open_group(target, mode="a", zarr_format=3, attributes=started)
-    encoding = {name: {"compressors": (blosc_zstd(),)} for name in ds.variables}
+    encoding = {name: {"compressors": (blosc_lz4(),)} for name in ds.variables}
     for name, var in ds.data_vars.items():
         if var.chunks:
             encoding[name]["chunks"] = var.data.chunksize
