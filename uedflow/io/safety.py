@@ -81,6 +81,8 @@ BOOKKEEPING = ".uedflow"
 LOCK = "lock"
 JOURNAL = "journal"
 CHECKSUMS = "checksums.json"
+#: ``.uedflow/timing.json``: seconds of the steps done while writing (e.g. the write itself).
+TIMING = "timing.json"
 #: ``.uedflow/zarr.json``: an empty group, so that zarr lists ``.uedflow`` without a warning.
 _GROUP = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
     "uedflow_bookkeeping": "lock, journal and chunk checksums of this store (uedflow.io.safety)"}},
@@ -358,7 +360,8 @@ def _written_by_uedflow(parts, is_dir):
         if depth == 2 and is_dir:
             return name == JOURNAL
         if depth == 2:
-            return name in ("zarr.json", CHECKSUMS) or name.startswith((LOCK, CHECKSUMS + "."))
+            return name in ("zarr.json", CHECKSUMS, TIMING) or name.startswith(
+                (LOCK, CHECKSUMS + "."))
         return depth == 3 and parts[1] == JOURNAL and not is_dir and name.endswith(".log")
     if name.endswith(".partial") and not is_dir:  # zarr's temporary files
         return True
@@ -574,6 +577,7 @@ def _reset_records(store):
     for journal in (book / JOURNAL).glob("*.log"):
         journal.unlink()
     (book / CHECKSUMS).unlink(missing_ok=True)
+    (book / TIMING).unlink(missing_ok=True)
     (book / JOURNAL).mkdir(parents=True, exist_ok=True)
 
 

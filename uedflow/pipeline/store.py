@@ -29,6 +29,7 @@ chunk damaged later raises :class:`~uedflow.errors.DamagedStoreError` naming it.
 
 import hashlib
 import json
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ import xarray as xr
 
 from ..errors import IncompleteStoreError
 from ..io.safety import (
+    BOOKKEEPING,
+    TIMING,
     RecordingStore,
     VerifiedStore,
     chunk_problem,
@@ -152,7 +155,9 @@ def write_reduced(ds, store, *, resume=True, overwrite=False, progress=False):
             client = _distributed_client()
             if progress and client is not None:
                 print(f"dask dashboard: {client.dashboard_link}")
+            start = time.perf_counter()
             compute(da.concatenate(writes), progress=progress)
+            _record_timing(store, "write", time.perf_counter() - start)
         for partial in store.rglob("*.partial"):  # temporary files of killed chunk writes
             partial.unlink()
 
@@ -218,7 +223,9 @@ def open_reduced(store):
     Returns
     -------
     ds : xarray.Dataset
-        The reduced Dataset, dask-backed, with the ``attrs`` it was written with.
+        The reduced Dataset, dask-backed, with the ``attrs`` it was written with; the
+        provenance's timing has the time of the write too (``"write"``: computing the lazy
+        outputs and writing them).
 
     Raises
     ------
@@ -253,7 +260,7 @@ def open_reduced(store):
         source = VerifiedStore(store, chunk_records(store), check.hint)
     ds = xr.open_zarr(source, consolidated=False, zarr_format=3)
     del ds.attrs[MARKER]
-    return ds
+    return _with_timing(ds, store)
 
 
 def read_state(store):
@@ -391,6 +398,29 @@ def _start(ds, store, info):
     ds.assign_attrs(started).to_zarr(target, mode="a", zarr_format=3, consolidated=False,
                                      compute=False, encoding=encoding, write_empty_chunks=True)
     _set_state(store, {**info, "state": "writing"})
+
+
+def _record_timing(store, step, seconds):
+    """Record ``step``'s time in ``.uedflow/timing.json``: :func:`open_reduced` adds it to
+    the provenance's timing (the store's own files stay the same from run to run)."""
+    path = store / BOOKKEEPING / TIMING
+    try:
+        timing = json.loads(path.read_text())
+    except (OSError, ValueError):
+        timing = {}
+    path.write_text(json.dumps({**timing, step: round(seconds, 3)}))
+
+
+def _with_timing(ds, store):
+    """``ds`` with the times of ``.uedflow/timing.json`` in its provenance's timing."""
+    try:
+        timing = json.loads((store / BOOKKEEPING / TIMING).read_text())
+        provenance = json.loads(ds.attrs["uedflow"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return ds
+    provenance["timing"] = {**provenance.get("timing", {}), **timing}
+    ds.attrs["uedflow"] = json.dumps(provenance)
+    return ds
 
 
 def _set_state(store, state):
