@@ -32,15 +32,13 @@ class PixelSums:
     ----------
     shape : tuple of int
         Frame shape.
-    bins : ndarray of intp, shape (pixels,)
-        Radial bin of every pixel (flat); pixels left out of the profiles have the bin
-        ``len(per_bin)``.
-    per_bin : ndarray of int
-        Pixels per bin.
+    profile : scipy.sparse matrix, shape (bins, pixels)
+        The radial profile of a flat frame, ``profile @ frame.ravel()`` (each row: the
+        pixels of one bin, weighted 1 / their number).
     """
 
-    def __init__(self, shape, bins, per_bin):
-        self.bins, self.per_bin = bins, per_bin
+    def __init__(self, shape, profile):
+        self.profile = profile
         self.missing = np.zeros(shape, np.int32)  # frames added without a value, per pixel
         self.sum = np.zeros(shape)
         self.squares = np.zeros(shape)
@@ -49,8 +47,8 @@ class PixelSums:
         self.low = np.full(shape, np.inf, np.float32)
         self.low_scan = np.zeros(shape, np.int32)
         self.profiles = 0
-        self.profile_sum = np.zeros(per_bin.size)
-        self.profile_squares = np.zeros(per_bin.size)
+        self.profile_sum = np.zeros(profile.shape[0])
+        self.profile_squares = np.zeros(profile.shape[0])
 
     def add(self, frame, scan, work, flag):
         """Add an aligned ``frame`` (float32, NaN where it has no value; overwritten with 0
@@ -68,8 +66,7 @@ class PixelSums:
         self.sum += frame
         np.square(frame, out=work)
         self.squares += work
-        profile = np.bincount(self.bins, frame.ravel(), self.per_bin.size + 1)[:-1]
-        profile /= np.maximum(self.per_bin, 1)
+        profile = (self.profile @ frame.ravel()).astype(np.float64)
         self.profiles += 1
         self.profile_sum += profile
         self.profile_squares += profile**2

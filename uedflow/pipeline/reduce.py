@@ -36,6 +36,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from scipy import ndimage as ndi
+from scipy import sparse
 
 from ..errors import FrameMismatchError
 from ..image.alignment import AlignPlan, translate
@@ -250,12 +251,14 @@ def _sample(present, n=SAMPLE):
     return [tuple(index[k]) for k in picks]
 
 
-def _block_moments(raws, dark, gain):
+def _block_moments(raws, dark, gain, keep_first):
     """Count of finite values, their sum and their sum of squares ``(3, y, x)`` over the
-    corrected frames ``raws`` ``(n, y, x)``."""
+    corrected frames ``raws`` ``(n, y, x)``; and the first corrected frame (``keep_first``;
+    else None)."""
     out = np.zeros((3, *raws.shape[1:]))
     frame = np.empty(raws.shape[1:], np.float32)
     finite = np.empty(raws.shape[1:], bool)
+    first = _correct(raws[0], dark, gain) if keep_first else None
     for raw in raws:
         _correct(raw, dark, gain, out=frame)
         np.isfinite(frame, out=finite)
@@ -263,18 +266,22 @@ def _block_moments(raws, dark, gain):
         out[0] += finite
         out[1] += frame
         out[2] += np.square(frame, dtype=np.float64)
-    return out
+    return out, first
+
+
+def _add_moments(a, b):
+    return a[0] + b[0], a[1] if a[1] is not None else b[1]
 
 
 def _sample_moments(frames, dark, gain):
     """Per-pixel count of finite values, sum and sum of squares ``(3, y, x)`` over the
-    corrected frames of the lazy ``frames`` ``(n, y, x)``, delayed: tasks of
-    :data:`GROUP` frames, merged pairwise."""
+    corrected frames of the lazy ``frames`` ``(n, y, x)``, and the first of them corrected,
+    delayed: tasks of :data:`GROUP` frames, merged pairwise."""
     dark, gain = _shared(dark), _shared(gain)
     moments = dask.delayed(_block_moments, pure=True)
-    return _tree([moments(block, dark, gain)
-                  for block in frames.rechunk((GROUP, -1, -1)).to_delayed().ravel()],
-                 operator.add)
+    blocks = frames.rechunk((GROUP, -1, -1)).to_delayed().ravel()
+    return _tree([moments(block, dark, gain, k == 0) for k, block in enumerate(blocks)],
+                 _add_moments)
 
 
 def _moments(sums):
@@ -345,9 +352,8 @@ def detector_mask(run, config, dark, gain, present, *, progress=False):
         bad = stack.ued.mask_from_collection(bounds, config.mask.std_thresh).data
     sample = _sample(present)
     frames = da.stack([run.data[i, s] for i, s in sample])
-    sums, first, bad = _compute(_sample_moments(frames, dark, gain), frames[0], bad,
-                                step="mask and reference", progress=progress)
-    first = _correct(first, dark, gain)
+    (sums, first), bad = _compute(_sample_moments(frames, dark, gain), bad,
+                                  step="mask and reference", progress=progress)
     count, mean, variance = _moments(sums)
     if bad is not None:
         remove("collection", bad)
@@ -600,10 +606,9 @@ def _statistics(data, labels, present, dark, gain, valid, registration, inside):
         concatenate=True, dtype=object, meta=np.empty((0, 0), object))
     stats = da.map_blocks(_item, parts, 0, 1, new_axis=[2], chunks=(*chunks, (5,)),
                           dtype=float, meta=np.empty((0, 0, 0)))
-    sums = da.map_blocks(_item, parts, 1, 2, new_axis=[2, 3],
-                         chunks=(*chunks, (data.shape[-2],), (data.shape[-1],)),
-                         dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32))
-    return stats, sums.sum(axis=(0, 1), dtype=np.float64, split_every=4)
+    item = dask.delayed(_item, pure=True)
+    sums = _tree([item(part, 1, 0) for part in parts.to_delayed().ravel()], operator.add)
+    return stats, da.from_delayed(sums, data.shape[-2:], np.float32)
 
 
 def _registration(config, reference, valid):
@@ -825,14 +830,14 @@ def _scales(totals, kept, level):
     return scales
 
 
-def _group_sums(block, kept, shifts, scales, index, dark, gain, valid, bins, per_bin):
+def _group_sums(block, kept, shifts, scales, index, dark, gain, valid, profile):
     """Partial sums (:class:`~uedflow.pipeline.partials.PixelSums`) of the ``kept`` frames of
     one group of scans of one delay: corrected, invalid pixels NaN (spreading exactly to the
     output pixels that read them), moved by their ``shifts``, multiplied by their ``scales``.
     ``index``: the scans' indices in the run. In a 1 x 1 object array."""
     block, kept, shifts, scales, index = block[0], kept[0], shifts[0], scales[0], index
     shape = block.shape[-2:]
-    sums = PixelSums(shape, bins, per_bin)
+    sums = PixelSums(shape, profile)
     frame = np.empty(shape, np.float32)
     work = np.empty(shape, np.float32)
     flag = np.empty(shape, bool)
@@ -893,8 +898,8 @@ def _tree(parts, merge=None):
     return parts[0]
 
 
-def averages(data, kept, shifts, scales, dark, gain, valid, bins, per_bin, pixel_z, noise,
-             mask, registration):
+def averages(data, kept, shifts, scales, dark, gain, valid, profile, pixel_z, noise, mask,
+             registration):
     """Step ``[average]``: the average over scans of the ``kept`` frames of every row of
     ``data`` (``(delay, scan, y, x)``, chunked by groups of scans), lazy: one task per group
     adding its frames into partial sums, merged pairwise per delay, then
@@ -906,7 +911,7 @@ def averages(data, kept, shifts, scales, dark, gain, valid, bins, per_bin, pixel
         da.from_array(shifts, chunks=(*chunks, 2)), "dsc",
         da.from_array(scales, chunks=chunks), "ds",
         da.from_array(np.arange(data.shape[1]), chunks=chunks[1]), "s",
-        *(x for k in (dark, gain, valid, bins, per_bin) for x in (_shared(k), None)),
+        *(x for k in (dark, gain, valid, profile) for x in (_shared(k), None)),
         concatenate=True, dtype=object, meta=np.empty((0, 0), object))
     finish = dask.delayed(_finish, pure=True)
     return [finish(_tree(list(row)), pixel_z, _shared(noise), _shared(mask),
@@ -1112,12 +1117,12 @@ def reduce(run, config=None, *, progress=False):
         np.rint(np.hypot(*(np.nonzero(mask) - center[:, None]))).astype(np.intp)))
     start, size = int(filled[0]), int(filled[-1] - filled[0] + 1)
     index, bins, per_bin = _radial_bins(center, common, start, size)
-    all_bins = np.full(mask.size, size, np.intp)  # pixels off the profiles: one more bin
-    all_bins[index] = bins
+    profile = sparse.csc_matrix(((1 / per_bin[bins]).astype(np.float32), (bins, index)),
+                                shape=(size, mask.size))
     pixel_z = config.reject.pixel_z if config.reject.enabled else None
     registration = (_Registration(reference, mask, config.align.upsample_factor, 1)
                     if config.average.align else None)
-    common_args = (dark, gain, valid, all_bins, per_bin, pixel_z, noise, mask)
+    common_args = (dark, gain, valid, profile, pixel_z, noise, mask)
     finished = averages(run.data, kept, shifts, scales, *common_args, registration)
 
     # pump-off frames, equilibrium and ΔI/I: the averages of the delays before time zero
