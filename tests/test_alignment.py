@@ -231,3 +231,23 @@ def test_bad_input(reference):
         next(itrack_peak([]))
     with pytest.raises(ValueError, match="precision"):
         next(itrack_peak([image], precision=2))
+
+
+def test_register_returns_the_correlation_at_the_shift():
+    """1 for an image equal to the reference up to a shift and an affine change of intensity;
+    lower for another pattern; the same for a fractional shift as for a whole one."""
+    from uedflow.datasets import diffraction_pattern
+
+    shape = (128, 128)
+    reference = diffraction_pattern(shape, (60.0, 66.0), kind="polycrystalline")
+    mask = np.ones(shape, bool)
+    mask[:, :4] = False
+    plan = AlignPlan(reference, mask, max_shift=6)
+    whole = diffraction_pattern(shape, (62.0, 63.0), kind="polycrystalline") * 3 + 7
+    shift, correlation = plan.register(whole)
+    np.testing.assert_allclose(shift, [-2, 3])
+    assert correlation == pytest.approx(1, abs=1e-4)
+    fractional = diffraction_pattern(shape, (61.5, 63.25), kind="polycrystalline")
+    assert plan.register(fractional)[1] == pytest.approx(1, abs=2e-3)
+    other = diffraction_pattern(shape, (60.0, 66.0), kind="single_crystal")
+    assert plan.register(other)[1] < 0.9

@@ -4,6 +4,7 @@ ds.ued.time_series()."""
 import json
 import multiprocessing
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import dask
@@ -541,3 +542,28 @@ def test_a_slow_drift_over_the_run_is_not_a_jump(tmp_path):
     error = ds["shifts"].values - true
     error -= error.mean(axis=(0, 1))
     assert np.abs(error).max() < 0.2
+
+
+def test_tasks_of_fewer_scans_give_the_same_reduction(small, monkeypatch):
+    """Groups of 1 or 3 scans per task, merged, against all 4 scans of a delay in one task:
+    the same rejections and shifts, and the same averages to float rounding."""
+    whole = reduce(small["run"], small["config"]).compute()
+    for group in (1, 3):
+        monkeypatch.setattr(sys.modules["uedflow.pipeline.reduce"], "GROUP", group)
+        split = reduce(small["run"].chunk({"scan": 1}), small["config"])
+        assert split["diffraction"].data.numblocks == (4, 1, 1)
+        split = split.compute()
+        for name in ("shifts", "rejected", "scale", "rejected_pixels", "center"):
+            np.testing.assert_array_equal(split[name].values, whole[name].values, err_msg=name)
+        for name in ("diffraction", "diffraction_error", "radial", "radial_error",
+                     "equilibrium"):
+            np.testing.assert_allclose(split[name].values, whole[name].values, rtol=1e-5,
+                                       atol=1e-5, equal_nan=True, err_msg=name)
+
+
+def test_a_task_memory_too_small_for_one_frame_is_refused_before_reading():
+    frames = dask.array.zeros((1, 1, 4096, 4096), dtype=np.uint16, chunks=-1)
+    run = xr.DataArray(frames, dims=("delay", "scan", "y", "x"),
+                       coords={"delay": [-1.0], "scan": [0]})
+    with pytest.raises(ValueError, match=r"\[compute\] task_memory: 67108864 bytes do not hold"):
+        reduce(run, {"compute": {"task_memory": "64 MiB"}, "mask": {"file": False}})

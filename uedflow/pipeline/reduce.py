@@ -471,7 +471,7 @@ REGISTRATION_BIN = 2
 REGISTRATION_SIGMA = 1.0
 #: Most frames of one task (a group of scans of one delay); fewer when ``[compute]
 #: task_memory`` asks for it.
-GROUP = 16
+GROUP = 8
 
 
 def _binned(image):
@@ -1073,13 +1073,13 @@ def reduce(run, config=None, *, progress=False):
                else np.ones(run.shape[:2], dtype=bool))
     reasons = _known_rejections(config.reject, present, scans[None, :])
     _rejected(reasons, delays)  # a delay with no frame fails before the run is read
+    group = _groups(run, config)
 
     dark, gain = dark_and_gain(run, config)
     timer("dark_flat")
 
     valid, parts, reference, reference_label, noise = detector_mask(
         run, config, dark, gain, present, progress=progress)
-    group = _groups(run, config)
     run = run.chunk({"delay": 1, "scan": group})
     if config.align.reference == "early":
         corrected = run.copy(data=da.blockwise(_correct, "dsyx", run.data, "dsyx",
