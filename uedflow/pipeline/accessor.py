@@ -2,11 +2,18 @@
 
 Registered on :class:`xarray.Dataset` (the ``ued`` accessor of DataArrays, for stacks, is
 :class:`uedflow.stack.UedAccessor`). Centres are ``(row, col)``, as everywhere in uedflow's
-own APIs and as the ``center`` of a reduced Dataset.
+own APIs and as the ``center`` of a reduced Dataset. The analyses (``q`` calibration, time
+zero, fits, Bragg-peak and diffuse traces, Debye–Waller) are the kernels of
+:mod:`uedflow.analysis`, applied here lazily: a trace of a lazy store is lazy until
+``.compute()``, one task per chunk of delays.
 """
+
+import json
 
 import numpy as np
 import xarray as xr
+
+from ..analysis import QCalibration
 
 __all__ = ["ReducedAccessor"]
 
@@ -37,6 +44,22 @@ def _selection(shape, rect, disk, ring):
     r = np.hypot(yy - row, xx - col)
     radii = f"{outer:g}" if name == "disk" else f"{inner:g}, {outer:g}"
     return (r >= inner) & (r <= outer), f"{name} (({row:g}, {col:g}), {radii}) px"
+
+
+def provenance(ds):
+    """The ``uedflow`` provenance of a Dataset, as a dict (empty without one)."""
+    text = ds.attrs.get("uedflow")
+    return json.loads(text) if text else {}
+
+
+def _with_provenance(ds, **entries):
+    """``ds`` (a shallow copy) with ``entries`` added to its provenance."""
+    out = ds.copy()
+    out.attrs["uedflow"] = json.dumps({**provenance(ds), **entries})
+    return out
+
+
+Q_ATTRS = {"units": "1/Å", "long_name": "scattering vector q = 4π sin(θ) / λ"}
 
 
 @xr.register_dataset_accessor("ued")
@@ -142,3 +165,49 @@ class ReducedAccessor:
             if dim in ds.coords:
                 out[dim].attrs.update(ds[dim].attrs)
         return out
+
+    # ------------------------------------------------------------------ q calibration
+
+    def calibrate_q(self, calibration):
+        """The Dataset with a ``q`` coordinate (1/Å) on its ``radius`` dim and the
+        calibration in its provenance.
+
+        Parameters
+        ----------
+        calibration : uedflow.analysis.QCalibration
+            From the geometry (:meth:`~uedflow.analysis.QCalibration.from_geometry`) or from
+            known reflections (:meth:`~uedflow.analysis.QCalibration.from_reflections`).
+
+        Returns
+        -------
+        xarray.Dataset
+            A shallow copy (nothing is computed): ``q (radius)`` when the Dataset has the
+            dim ``radius``; ``attrs["uedflow"]`` with ``"q_calibration"``, which
+            :attr:`q_calibration` and the peak tables of :meth:`peak_traces` read.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> from uedflow.analysis import QCalibration
+        >>> import uedflow.pipeline
+        >>> ds = xr.Dataset({"radial": (("delay", "radius"), np.ones((2, 3)))},
+        ...                 coords={"radius": [10, 20, 30]})
+        >>> cal = QCalibration.from_reflections([20.0], q=[1.0])
+        >>> ds.ued.calibrate_q(cal)["q"].values
+        array([0.5, 1. , 1.5])
+        """
+        if not isinstance(calibration, QCalibration):
+            raise ValueError(f"calibration must be a uedflow.analysis.QCalibration, got "
+                             f"{type(calibration).__name__}")
+        out = _with_provenance(self._obj, q_calibration=calibration.to_dict())
+        if "radius" in out.dims:
+            radius = out["radius"].values if "radius" in out.coords else \
+                np.arange(out.sizes["radius"])
+            out = out.assign_coords(q=("radius", calibration.q(radius), Q_ATTRS))
+        return out
+
+    @property
+    def q_calibration(self):
+        """The :class:`~uedflow.analysis.QCalibration` of :meth:`calibrate_q`, or None."""
+        data = provenance(self._obj).get("q_calibration")
+        return QCalibration.from_dict(data) if data else None

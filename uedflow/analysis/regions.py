@@ -1,0 +1,231 @@
+"""Regions of a diffraction pattern and the means of images over them, with errors.
+
+A region is a sorted array of flat pixel indices into the ``(y, x)`` frame. The kernels work
+on any number of leading dims (delays) and never need more than the images they are given.
+"""
+
+import numpy as np
+from skimage.draw import polygon2mask
+
+__all__ = ["annulus_pixels", "bragg_regions", "equivalent_groups", "integrate_peaks",
+           "region_means", "zone_regions"]
+
+
+def _distance(shape, center):
+    yy, xx = np.indices(shape, dtype=float)
+    return np.hypot(yy - center[0], xx - center[1])
+
+
+def annulus_pixels(shape, center, inner, outer, valid=None):
+    """Flat indices of the pixels with ``inner <= distance to center <= outer`` (and
+    ``valid``); ``inner = 0`` gives a disk.
+
+    Examples
+    --------
+    >>> annulus_pixels((5, 5), (2, 2), 0, 1)
+    array([ 7, 11, 12, 13, 17])
+    """
+    r = _distance(shape, center)
+    inside = (r >= inner) & (r <= outer)
+    if valid is not None:
+        inside &= valid
+    return np.flatnonzero(inside)
+
+
+def _near_any(shape, points, radius):
+    """Boolean image: True within ``radius`` of any of the ``points`` (row, col)."""
+    near = np.zeros(shape, dtype=bool)
+    reach = int(np.ceil(radius))
+    for row, col in np.asarray(points, dtype=float).reshape(-1, 2):
+        r0, c0 = max(int(row) - reach, 0), max(int(col) - reach, 0)
+        r1, c1 = min(int(row) + reach + 2, shape[0]), min(int(col) + reach + 2, shape[1])
+        if r0 >= r1 or c0 >= c1:
+            continue
+        yy, xx = np.ogrid[r0:r1, c0:c1]
+        near[r0:r1, c0:c1] |= np.hypot(yy - row, xx - col) <= radius
+    return near
+
+
+def region_means(images, errors, regions):
+    """Mean of ``images`` over each region and its standard error, for independent pixels.
+
+    Parameters
+    ----------
+    images : ndarray, shape (..., ny, nx)
+        Images; pixels whose value is not finite in an image are left out of its means.
+    errors : ndarray, shape (..., ny, nx) or None
+        Standard error of every pixel.
+    regions : list of ndarray of int
+        Flat pixel indices of each region (none empty).
+
+    Returns
+    -------
+    means, errors : ndarray, shape (..., len(regions))
+        ``mean_i = sum(x) / N`` and ``sqrt(sum(e**2)) / N`` over the ``N`` finite pixels of
+        the region (NaN when ``N = 0``, or when the error of one of them is not finite);
+        ``errors`` None without ``errors``. Multiply the errors by ``sqrt(c)`` for pixels
+        whose errors are correlated (the ``error_correlation`` of a reduced Dataset).
+
+    Raises
+    ------
+    ValueError
+        If a region is empty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.arange(16.0).reshape(1, 4, 4)
+    >>> region_means(images, np.ones((1, 4, 4)), [np.array([0, 1]), np.array([15])])
+    (array([[ 0.5, 15. ]]), array([[0.70710678, 1.        ]]))
+    """
+    sizes = np.array([len(r) for r in regions])
+    if not len(regions) or (sizes == 0).any():
+        raise ValueError(f"regions {np.flatnonzero(sizes == 0).tolist()} hold no pixel")
+    lead = images.shape[:-2]
+    index = np.concatenate(regions)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    values = images.reshape(*lead, -1)[..., index].astype(np.float64)
+    finite = np.isfinite(values)
+    count = np.add.reduceat(finite, starts, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.add.reduceat(np.where(finite, values, 0.0), starts, axis=-1) / count
+        if errors is None:
+            return means, None
+        squares = errors.reshape(*lead, -1)[..., index].astype(np.float64) ** 2
+        variance = np.add.reduceat(np.where(finite, squares, 0.0), starts, axis=-1)
+        return means, np.sqrt(variance) / count
+
+
+def bragg_regions(shape, peaks, radius, background, valid=None):
+    """The integration disk and the background annulus of every Bragg peak.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Frame shape.
+    peaks : array_like, shape (K, 2)
+        Peak positions ``(row, col)``.
+    radius : float
+        Disk radius, px.
+    background : tuple of float
+        ``(inner, outer)`` radii of the annulus, px (``inner >= radius``).
+    valid : ndarray of bool, optional
+        Valid pixels.
+
+    Returns
+    -------
+    disks, annuli : list of ndarray of int
+        Flat pixel indices. Disks take the valid pixels within ``radius``; annuli the valid
+        pixels between ``inner`` and ``outer`` that are farther than ``inner`` from every
+        other peak (no neighbour's intensity in the background).
+
+    Raises
+    ------
+    ValueError
+        If the radii are not ``0 < radius <= inner < outer``.
+    """
+    inner, outer = (float(b) for b in background)
+    if not 0 < radius <= inner < outer:
+        raise ValueError(f"radii must be 0 < radius <= inner < outer, got radius {radius}, "
+                         f"background {background}")
+    peaks = np.asarray(peaks, dtype=float).reshape(-1, 2)
+    valid = np.ones(shape, dtype=bool) if valid is None else valid
+    disks, annuli = [], []
+    for k, (row, col) in enumerate(peaks):
+        reach = int(np.ceil(outer)) + 1
+        r0, c0 = max(int(row) - reach, 0), max(int(col) - reach, 0)
+        r1, c1 = min(int(row) + reach + 1, shape[0]), min(int(col) + reach + 1, shape[1])
+        yy, xx = np.mgrid[r0:r1, c0:c1]
+        r = np.hypot(yy - row, xx - col)
+        window = valid[r0:r1, c0:c1]
+        others = np.delete(peaks, k, axis=0)
+        crowded = _near_any((r1 - r0, c1 - c0), others - (r0, c0), inner)
+        flat = yy * shape[1] + xx
+        disks.append(np.sort(flat[(r <= radius) & window]))
+        annuli.append(np.sort(flat[(r >= inner) & (r <= outer) & window & ~crowded]))
+    return disks, annuli
+
+
+def integrate_peaks(means, errors, disk_sizes):
+    """Background-subtracted integrated intensities from the region means of
+    :func:`bragg_regions`.
+
+    Parameters
+    ----------
+    means, errors : ndarray, shape (..., 2 K)
+        :func:`region_means` of the ``K`` disks followed by the ``K`` annuli.
+    disk_sizes : array_like, shape (K,)
+        Pixels of each disk.
+
+    Returns
+    -------
+    intensity, error : ndarray, shape (..., K)
+        ``N (mean_disk - mean_annulus)`` and ``N sqrt(e_disk² + e_annulus²)``: the disk's
+        sum less the background under it, the disk and the annulus independent.
+    """
+    k = means.shape[-1] // 2
+    n = np.asarray(disk_sizes, dtype=float)
+    intensity = n * (means[..., :k] - means[..., k:])
+    return intensity, n * np.hypot(errors[..., :k], errors[..., k:])
+
+
+def zone_regions(shape, zones, peaks, exclude, valid=None):
+    """Pixels of each Brillouin zone, Bragg disks excluded.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Frame shape.
+    zones : list of array_like, shape (V, 2)
+        Corners ``(row, col)`` of each zone (e.g. the ``visible_vertices`` of
+        :meth:`uedflow.image.brillouin_zones.getVisibleBZs`).
+    peaks : array_like, shape (K, 2)
+        Every Bragg peak (and the centre), whose disks are excluded.
+    exclude : float
+        Radius (px) of the excluded disks.
+    valid : ndarray of bool, optional
+        Valid pixels.
+
+    Returns
+    -------
+    list of ndarray of int
+        Flat pixel indices of each zone.
+
+    Examples
+    --------
+    >>> square = [(0, 0), (0, 9), (9, 9), (9, 0)]
+    >>> [len(r) for r in zone_regions((10, 10), [square], [(4.5, 4.5)], 2)]
+    [88]
+    """
+    free = ~_near_any(shape, peaks, exclude)
+    if valid is not None:
+        free &= valid
+    return [np.flatnonzero(polygon2mask(shape, np.asarray(zone, dtype=float)) & free)
+            for zone in zones]
+
+
+def equivalent_groups(values, tolerance):
+    """Groups of equal values (e.g. the ``q`` of peaks): sorted values closer than
+    ``tolerance`` to their neighbour share a group.
+
+    Parameters
+    ----------
+    values : array_like, shape (K,)
+    tolerance : float
+
+    Returns
+    -------
+    ndarray of int, shape (K,)
+        Group of each value, numbered from 0 in increasing order of value.
+
+    Examples
+    --------
+    >>> equivalent_groups([2.0, 1.0, 1.01, 3.5, 2.02], 0.05)
+    array([1, 0, 0, 2, 1])
+    """
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="stable")
+    jumps = np.diff(values[order]) > tolerance
+    labels = np.empty(values.size, dtype=int)
+    labels[order] = np.concatenate([[0], np.cumsum(jumps)])
+    return labels
