@@ -251,14 +251,15 @@ def _sample(present, n=SAMPLE):
     return [tuple(index[k]) for k in picks]
 
 
-def _block_moments(raws, dark, gain, keep_first):
+def _block_moments(raws, dark, gain, keep_first, partial=None):
     """Count of finite values, their sum and their sum of squares ``(3, y, x)`` over the
-    corrected frames ``raws`` ``(n, y, x)``; and the first corrected frame (``keep_first``;
-    else None)."""
-    out = np.zeros((3, *raws.shape[1:]))
+    corrected frames ``raws`` ``(n, y, x)``, added to those of ``partial`` (in place) if
+    given; and the first corrected frame (``keep_first``; else that of ``partial``)."""
+    out, first = partial if partial is not None else (np.zeros((3, *raws.shape[1:])), None)
     frame = np.empty(raws.shape[1:], np.float32)
     finite = np.empty(raws.shape[1:], bool)
-    first = _correct(raws[0], dark, gain) if keep_first else None
+    if keep_first:
+        first = _correct(raws[0], dark, gain)
     for raw in raws:
         _correct(raw, dark, gain, out=frame)
         np.isfinite(frame, out=finite)
@@ -276,12 +277,14 @@ def _add_moments(a, b):
 def _sample_moments(frames, dark, gain):
     """Per-pixel count of finite values, sum and sum of squares ``(3, y, x)`` over the
     corrected frames of the lazy ``frames`` ``(n, y, x)``, and the first of them corrected,
-    delayed: tasks of :data:`GROUP` frames, merged pairwise."""
+    delayed: :data:`CHAINS` chains of tasks of :data:`GROUP` frames (see
+    :func:`_statistics`), merged."""
     dark, gain = _shared(dark), _shared(gain)
-    moments = dask.delayed(_block_moments, pure=True)
-    blocks = frames.rechunk((GROUP, -1, -1)).to_delayed().ravel()
-    return _tree([moments(block, dark, gain, k == 0) for k, block in enumerate(blocks)],
-                 _add_moments)
+    step = dask.delayed(_block_moments, pure=True)
+    partial = [None] * CHAINS
+    for k, block in enumerate(frames.rechunk((GROUP, -1, -1)).to_delayed().ravel()):
+        partial[k % CHAINS] = step(block, dark, gain, k == 0, partial[k % CHAINS])
+    return _tree([p for p in partial if p is not None], _add_moments)
 
 
 def _moments(sums):
@@ -530,17 +533,20 @@ def _integer_slices(shape, shift):
     return (dy, dx), (sy, sx)
 
 
-def _group_stats(block, labels, present, dark, gain, valid, registration, inside):
+def _group_stats(block, labels, present, dark, gain, valid, registration, inside,
+                 aligned_sum=None):
     """Registration and statistics of the present frames of one group of scans of one
     delay, in one read: ``(scans, 5)`` = shift (row, col) onto the reference (no
     ``registration``: 0), total over ``inside`` of the frame aligned by its shift (to the
     nearest pixel), correlation with the reference (at the shift), and 1 for a frame with a NaN
     or infinite value on a ``valid`` pixel (its other values NaN); NaN for frames not
-    present. Also the sum of the finite frames aligned to the nearest pixel (invalid pixels 0):
-    a partial of the run's aligned mean. Both in a 1-element object array."""
-    block, present, labels = block[0], present[0], labels[0]
+    present. Also the sum of the finite frames aligned to the nearest pixel (invalid pixels 0),
+    a partial of the run's aligned mean, added to ``aligned_sum`` (in place) if given.
+    Returns ``(statistics, aligned_sum)``."""
+    block = block[0]
     out = np.full((present.size, 5), np.nan)
-    aligned_sum = np.zeros(block.shape[-2:], np.float32)
+    if aligned_sum is None:
+        aligned_sum = np.zeros(block.shape[-2:], np.float32)
     frame = np.empty(block.shape[-2:], np.float32)
     for s in np.flatnonzero(present):
         _correct(block[s], dark, gain, out=frame)
@@ -557,9 +563,7 @@ def _group_stats(block, labels, present, dark, gain, valid, registration, inside
         aligned_sum[target] += frame[source]
         out[s, :4] = (*shift, np.sum(frame[source], where=inside[target], dtype=np.float64),
                       correlation)
-    result = np.empty(1, dtype=object)
-    result[0] = (out, aligned_sum)
-    return result
+    return out, aligned_sum
 
 
 class _Unaligned:
@@ -594,21 +598,29 @@ def _groups(run, config):
     return int(min(GROUP, fit, run.sizes["scan"]))
 
 
+#: Chains of tasks per delay (see :func:`_statistics`, :func:`averages`).
+CHAINS = 2
+
+
 def _statistics(data, labels, present, dark, gain, valid, registration, inside):
-    """The frame statistics ``(delay, scan, 5)`` and the sum of the aligned frames of
-    ``data`` (``(delay, scan, y, x)``, chunked by groups of scans), lazy: one task per group
-    (:func:`_group_stats`)."""
-    chunks = data.chunks[:2]
-    parts = da.blockwise(
-        _group_stats, "ds", data, "dsyx", da.from_array(labels, chunks=chunks), "ds",
-        da.from_array(present, chunks=chunks), "ds", _shared(dark), None, _shared(gain), None,
-        _shared(valid), None, _shared(registration), None, _shared(inside), None,
-        concatenate=True, dtype=object, meta=np.empty((0, 0), object))
-    stats = da.map_blocks(_item, parts, 0, 1, new_axis=[2], chunks=(*chunks, (5,)),
-                          dtype=float, meta=np.empty((0, 0, 0)))
-    item = dask.delayed(_item, pure=True)
-    sums = _tree([item(part, 1, 0) for part in parts.to_delayed().ravel()], operator.add)
-    return stats, da.from_delayed(sums, data.shape[-2:], np.float32)
+    """The frame statistics of ``data`` (``(delay, scan, y, x)``, chunked by groups of
+    scans) and the sum of its frames aligned to the nearest pixel, delayed: per delay,
+    :data:`CHAINS` interleaved chains of tasks of one group each (:func:`_group_stats`),
+    each adding into the sum of the task before it, so that a chain holds one sum whatever
+    the number of scans. Returns every task's statistics (by delay, then scan) and the sum."""
+    args = [_shared(x) for x in (dark, gain, valid, registration, inside)]
+    step = dask.delayed(_group_stats, pure=True, nout=2)
+    bounds = np.cumsum((0, *data.chunks[1]))
+    stats, ends = [], []
+    for i, row in enumerate(data.to_delayed()[:, :, 0, 0]):
+        partial = [None] * CHAINS
+        for g, block in enumerate(row):
+            scans = slice(bounds[g], bounds[g + 1])
+            stat, partial[g % CHAINS] = step(block, labels[i, scans], present[i, scans], *args,
+                                             partial[g % CHAINS])
+            stats.append(stat)
+        ends += [p for p in partial if p is not None]
+    return stats, _tree(ends, operator.add)
 
 
 def _registration(config, reference, valid):
@@ -651,16 +663,11 @@ def frame_statistics(run, config, present, dark, gain, valid, reference, center,
                          "frame's edges; choose a larger region or a smaller max_shift")
     stats, sums = _statistics(run.data, _labels(run), present, dark, gain, valid,
                               registration, inside)
-    stats, sums = _compute(stats, sums, step="registration + frame statistics",
-                           progress=progress)
+    *stats, sums = _compute(*stats, sums, step="registration + frame statistics",
+                            progress=progress)
+    stats = np.concatenate(stats).reshape(*run.shape[:2], 5)
     n = np.count_nonzero(stats[..., 4] == 0)
     return stats, inside, sums / max(n, 1)
-
-
-def _item(parts, k, lead):
-    """Item ``k`` of the one result in ``parts`` (an object array of 1 x 1), with ``lead``
-    leading axes of 1."""
-    return parts.flat[0][k][(np.newaxis,) * lead]
 
 
 def _align_options(config):
@@ -830,14 +837,16 @@ def _scales(totals, kept, level):
     return scales
 
 
-def _group_sums(block, kept, shifts, scales, index, dark, gain, valid, profile):
-    """Partial sums (:class:`~uedflow.pipeline.partials.PixelSums`) of the ``kept`` frames of
-    one group of scans of one delay: corrected, invalid pixels NaN (spreading exactly to the
-    output pixels that read them), moved by their ``shifts``, multiplied by their ``scales``.
-    ``index``: the scans' indices in the run. In a 1 x 1 object array."""
-    block, kept, shifts, scales, index = block[0], kept[0], shifts[0], scales[0], index
+def _group_sums(block, kept, shifts, scales, index, dark, gain, valid, profile, sums=None):
+    """The ``kept`` frames of one group of scans of one delay added into partial sums
+    (:class:`~uedflow.pipeline.partials.PixelSums`; new if ``sums`` is None, else ``sums``,
+    in place): corrected, invalid pixels NaN (spreading exactly to the output pixels that
+    read them), moved by their ``shifts``, multiplied by their ``scales``. ``index``: the
+    scans' indices in the run."""
+    block = block[0]
     shape = block.shape[-2:]
-    sums = PixelSums(shape, profile)
+    if sums is None:
+        sums = PixelSums(shape, profile)
     frame = np.empty(shape, np.float32)
     work = np.empty(shape, np.float32)
     flag = np.empty(shape, bool)
@@ -848,15 +857,12 @@ def _group_sums(block, kept, shifts, scales, index, dark, gain, valid, profile):
         aligned = translate(frame, shifts[s], np.nan)
         aligned *= np.float32(scales[s])
         sums.add(aligned, index[s], work, flag)
-    out = np.empty((1, 1), dtype=object)
-    out[0, 0] = sums
-    return out
+    return sums
 
 
 def _merge(a, b):
     """Merge the partial sums ``b`` into ``a`` (in place: ``a`` has no other use)."""
-    a.flat[0].merge(b.flat[0])
-    return a
+    return a.merge(b)
 
 
 def _translate_valid(image, valid, shift):
@@ -873,7 +879,7 @@ def _finish(parts, pixel_z, noise, mask, registration, n_scans):
     """A delay's average from its merged partial sums: ``(image, error, delay shift, pixels
     cut per scan, radial error)``; the image registered onto the reference (``registration``;
     None: not) and 0 off the ``mask``, the error NaN there (and on pixels no frame reaches)."""
-    mean, error, cuts, radial_error = parts.flat[0].result(pixel_z, noise, n_scans)
+    mean, error, cuts, radial_error = parts.result(pixel_z, noise, n_scans)
     image = np.where(mask, mean, 0).astype(np.float32)
     error = np.where(mask, error, np.nan).astype(np.float32)
     delta = np.zeros(2)
@@ -901,21 +907,27 @@ def _tree(parts, merge=None):
 def averages(data, kept, shifts, scales, dark, gain, valid, profile, pixel_z, noise, mask,
              registration):
     """Step ``[average]``: the average over scans of the ``kept`` frames of every row of
-    ``data`` (``(delay, scan, y, x)``, chunked by groups of scans), lazy: one task per group
-    adding its frames into partial sums, merged pairwise per delay, then
+    ``data`` (``(delay, scan, y, x)``, chunked by groups of scans), delayed: per delay,
+    :data:`CHAINS` interleaved chains of tasks of one group each adding its frames into the
+    partial sums of the task before it (:func:`_group_sums`), the chains merged, then
     :func:`_finish`. Returns one delayed ``(image, error, delay shift, cuts per scan, radial
     error)`` per delay."""
-    chunks = data.chunks[:2]
-    parts = da.blockwise(
-        _group_sums, "ds", data, "dsyx", da.from_array(kept, chunks=chunks), "ds",
-        da.from_array(shifts, chunks=(*chunks, 2)), "dsc",
-        da.from_array(scales, chunks=chunks), "ds",
-        da.from_array(np.arange(data.shape[1]), chunks=chunks[1]), "s",
-        *(x for k in (dark, gain, valid, profile) for x in (_shared(k), None)),
-        concatenate=True, dtype=object, meta=np.empty((0, 0), object))
+    args = [_shared(x) for x in (dark, gain, valid, profile)]
+    step = dask.delayed(_group_sums, pure=True)
     finish = dask.delayed(_finish, pure=True)
-    return [finish(_tree(list(row)), pixel_z, _shared(noise), _shared(mask),
-                   _shared(registration), data.shape[1]) for row in parts.to_delayed()]
+    bounds = np.cumsum((0, *data.chunks[1]))
+    out = []
+    for i, row in enumerate(data.to_delayed()[:, :, 0, 0]):
+        partial = [None] * CHAINS
+        for g, block in enumerate(row):
+            scans = slice(bounds[g], bounds[g + 1])
+            if kept[i, scans].any():
+                partial[g % CHAINS] = step(block, kept[i, scans], shifts[i, scans],
+                                           scales[i, scans], np.arange(bounds[g], bounds[g + 1]),
+                                           *args, partial[g % CHAINS])
+        out.append(finish(_tree([p for p in partial if p is not None]), pixel_z,
+                          _shared(noise), _shared(mask), _shared(registration), data.shape[1]))
+    return out
 
 
 def _compute(*arrays, step, progress):
@@ -1135,10 +1147,11 @@ def reduce(run, config=None, *, progress=False):
         frames = _open_frames(pump_off_files, shape, "pump-off")
         off_data = frames.data[None].rechunk((1, group, -1, -1))
         off_labels = np.array([str(f) for f in pump_off_files])[None]
-        off_stats, _ = _statistics(off_data, off_labels, np.ones(off_labels.shape, bool), dark,
-                                   gain, valid, _registration(config.align, reference, valid),
-                                   inside)
-        (off_stats,) = _compute(off_stats, step="pump-off frames", progress=progress)
+        off_stats = _statistics(off_data, off_labels, np.ones(off_labels.shape, bool), dark,
+                                gain, valid, _registration(config.align, reference, valid),
+                                inside)[0]
+        off_stats = np.concatenate(_compute(*off_stats, step="pump-off frames",
+                                            progress=progress))[None]
         off_kept = off_stats[..., 4] == 0
         if not off_kept.any():
             raise ValueError(f"every pump-off frame has non-finite values on valid pixels: "
