@@ -21,8 +21,10 @@ from .regions import (
     annulus_pixels,
     bragg_regions,
     equivalent_groups,
-    integrate_peaks,
+    integration_weights,
+    refine_peaks,
     region_means,
+    weighted_sums,
     zone_regions,
 )
 
@@ -38,11 +40,13 @@ __all__ = [
     "find_time_zero",
     "fit_exponentials",
     "index_peaks",
-    "integrate_peaks",
+    "integration_weights",
     "mean_square_displacement",
     "onset",
     "read_cif_cell",
+    "refine_peaks",
     "region_means",
     "relative_change",
+    "weighted_sums",
     "zone_regions",
 ]

@@ -9,11 +9,26 @@ zero, fits, Bragg-peak and diffuse traces, Debye–Waller) are the kernels of
 """
 
 import json
+from functools import partial
 
 import numpy as np
 import xarray as xr
 
-from ..analysis import QCalibration, fit_exponentials, relative_change
+from ..analysis import (
+    QCalibration,
+    bragg_regions,
+    equivalent_groups,
+    fit_exponentials,
+    index_peaks,
+    integration_weights,
+    mean_square_displacement,
+    refine_peaks,
+    region_means,
+    relative_change,
+    weighted_sums,
+    zone_regions,
+)
+from ..image import bragg_peaks, brillouin_zones
 
 __all__ = ["ReducedAccessor"]
 
@@ -96,6 +111,171 @@ def _trace(trace, error, var):
     values = np.asarray(trace.values, dtype=float)
     errors = None if error is None else np.asarray(getattr(error, "values", error), dtype=float)
     return trace["delay"].values, values, errors
+
+
+#: Default integration radii, as fractions of the distance between neighbouring peaks: the
+#: disk, and the inner and outer radii of the background annulus.
+DISK, ANNULUS = 0.2, (0.3, 0.45)
+#: Relative difference of |q| (or of the distance to the centre) below which two peaks are
+#: taken as symmetry-equivalent.
+EQUIVALENT = 0.01
+#: Least fraction of a Brillouin zone's pixels (Bragg disks excluded) that must be valid.
+ZONE_VALID = 0.25
+
+
+def _valid(ds):
+    shape = ds.sizes["y"], ds.sizes["x"]
+    return ds["mask"].values.astype(bool) if "mask" in ds else np.ones(shape, dtype=bool)
+
+
+def _lifted(ds, var, kernel, size):
+    """Lazy ``kernel(images, errors)`` (:func:`uedflow.analysis.region_means` or
+    :func:`~uedflow.analysis.weighted_sums` of fixed regions) of ``ds[var]``, one task per
+    chunk of delays: ``(..., region)`` values and standard errors (the latter with the
+    Dataset's ``error_correlation``)."""
+    error_name = f"{var}_error"
+    if var not in ds.data_vars or ds[var].dims[-2:] != ("y", "x"):
+        raise ValueError(f"var: {var!r} is not an image variable (..., 'y', 'x') of the "
+                         f"Dataset; it has {list(ds.data_vars)}")
+    if error_name not in ds.data_vars:
+        raise ValueError(f"the Dataset has no {error_name!r}: no errors for the traces")
+    values, errors = xr.apply_ufunc(
+        kernel, ds[var], ds[error_name], input_core_dims=[["y", "x"], ["y", "x"]],
+        output_core_dims=[["region"], ["region"]], dask="parallelized",
+        output_dtypes=[float, float],
+        dask_gufunc_kwargs={"output_sizes": {"region": size}, "allow_rechunk": True})
+    if "error_correlation" in ds.data_vars:
+        errors = errors * np.sqrt(ds["error_correlation"])
+    return values, errors
+
+
+def _on_equilibrium(ds, kernel):
+    """``kernel`` of the equilibrium image and its errors (eager: one image), the errors
+    with the mean ``error_correlation`` of the delays that make it."""
+    image = ds["equilibrium"].values[None]
+    error = ds["equilibrium_error"].values[None] if "equilibrium_error" in ds else None
+    values, errors = kernel(image, error)
+    if errors is None:
+        errors = np.zeros_like(values)
+    if "error_correlation" in ds.data_vars:
+        members = ReducedAccessor(ds).reference_delays().values
+        correlation = ds["error_correlation"].values
+        errors = errors * np.sqrt(correlation[members].mean() if members.any()
+                                  else correlation.mean())
+    return values[0], errors[0]
+
+
+def _found_peaks(ds, peaks, min_dist):
+    """Peak positions ``(K, 2)``: given, or the Bragg peaks of the equilibrium pattern."""
+    if peaks is not None:
+        peaks = np.asarray(peaks, dtype=float)
+        if peaks.ndim != 2 or peaks.shape[1] != 2 or not np.isfinite(peaks).all():
+            raise ValueError(f"peaks must be finite (row, col) pairs of shape (K, 2), got "
+                             f"shape {peaks.shape}")
+        return peaks
+    if "equilibrium" not in ds.data_vars:
+        raise ValueError("the Dataset has no 'equilibrium' in which to find the peaks; "
+                         "give peaks")
+    image = ds["equilibrium"].values.astype(float)
+    valid = _valid(ds) & np.isfinite(image)
+    found = bragg_peaks(np.where(valid, image, 0.0), mask=valid,
+                        center=ds["center"].values, min_dist=min_dist)
+    if len(found) < 2:
+        raise ValueError(f"{len(found)} Bragg peaks found in the equilibrium pattern: give "
+                         "peaks")
+    return np.array(found)
+
+
+def _spacing(points):
+    """Median distance of every point to its nearest neighbour."""
+    distance = np.hypot(*(points[:, None] - points[None]).transpose(2, 0, 1))
+    np.fill_diagonal(distance, np.inf)
+    return float(np.median(distance.min(axis=1)))
+
+
+def _hkl_labels(hkl):
+    return [" ".join(str(int(i)) for i in row) for row in hkl]
+
+
+def _peak_table(ds, points, center, lattice, zone_axis):
+    """Coordinates of the peaks: row, col, radius, and q and Miller indices when known."""
+    distance = np.hypot(*(points - center).T)
+    coords = {"row": ("peak", points[:, 0], {"units": "px", "long_name": "peak row"}),
+              "col": ("peak", points[:, 1], {"units": "px", "long_name": "peak column"}),
+              "radius": ("peak", distance, {"units": "px",
+                                            "long_name": "distance to the centre"})}
+    q = None
+    calibration = ReducedAccessor(ds).q_calibration
+    if calibration is not None:
+        q = calibration.q(distance)
+    if lattice is not None:
+        hkl, indexed, _, _ = index_peaks(points, center, lattice, zone_axis)
+        q = np.where(indexed, lattice.q(hkl), np.nan if q is None else q)
+        for axis, name in enumerate("hkl"):
+            coords[name] = ("peak", hkl[:, axis], {"units": "1",
+                                                   "long_name": f"Miller index {name}"})
+        coords["indexed"] = ("peak", indexed, {"units": "1",
+                                               "long_name": "on the lattice of the zone"})
+    if q is not None:
+        coords["q"] = ("peak", q, Q_ATTRS)
+    return coords
+
+
+def _traces(ds, means, errors, reference, reference_error, dim, coords, units, what):
+    """The traces Dataset: intensity, change against the equilibrium, their errors."""
+    members = ReducedAccessor(ds).reference_delays()
+    reference = xr.DataArray(reference, dims=dim)
+    reference_error = xr.DataArray(reference_error, dims=dim)
+    change, change_error = _change(means, errors, reference, reference_error, members)
+    out = xr.Dataset(
+        {"intensity": means.assign_attrs(units=units, long_name=what),
+         "intensity_error": errors.assign_attrs(units=units,
+                                                long_name=f"standard error of the {what}"),
+         "change": change.assign_attrs(units="1", long_name=f"relative change of the {what}"),
+         "change_error": change_error.assign_attrs(units="1",
+                                                   long_name="standard error of the change"),
+         "equilibrium": reference.assign_attrs(units=units, long_name=f"equilibrium {what}"),
+         "equilibrium_error": reference_error.assign_attrs(
+             units=units, long_name=f"standard error of the equilibrium {what}")},
+        coords=coords)
+    out = out.transpose(dim, "delay", ...)
+    if "delay" in ds.coords:
+        out["delay"].attrs.update(ds["delay"].attrs)
+    return out
+
+
+def _average_families(traces, ds):
+    """The mean of the symmetry-equivalent peaks of ``traces`` (same ``family``)."""
+    family = traces["family"].values
+    groups = np.unique(family)
+    members = [np.flatnonzero(family == g) for g in groups]
+    count = np.array([len(m) for m in members])
+    average = xr.DataArray((family[None, :] == groups[:, None]) / count[:, None],
+                           dims=("family", "peak"))
+
+    def mean_of(name):
+        if name.endswith("_error"):
+            return np.sqrt(xr.dot(average**2, traces[name] ** 2, dim="peak"))
+        return xr.dot(average, traces[name], dim="peak")
+
+    coords = {"family": groups,
+              "members": ("family", count, {"units": "1",
+                                                   "long_name": "equivalent peaks averaged"})}
+    for name in ("radius", "q"):
+        if name in traces.coords:
+            values = traces[name].values
+            coords[name] = ("family", [values[m].mean() for m in members],
+                            traces[name].attrs)
+    if "h" in traces.coords:
+        hkl = np.stack([traces[name].values for name in "hkl"], axis=1)
+        coords["hkl"] = ("family", [_hkl_labels([max(hkl[m].tolist())])[0] for m in members],
+                         {"units": "1", "long_name": "Miller indices of a member"})
+    what = traces["intensity"].attrs["long_name"]
+    out = _traces(ds, mean_of("intensity"), mean_of("intensity_error"),
+                  mean_of("equilibrium").values, mean_of("equilibrium_error").values,
+                  "family", coords, traces["intensity"].attrs["units"], f"mean {what}")
+    out.attrs.update(traces.attrs)
+    return out
 
 
 Q_ATTRS = {"units": "1/Å", "long_name": "scattering vector q = 4π sin(θ) / λ"}
@@ -410,3 +590,245 @@ class ReducedAccessor:
         :meth:`shift_time_zero`. Arguments as for :meth:`fit`."""
         fit = self.fit(trace, error, var=var, irf=irf)
         return fit["t0"], fit.errors["t0"]
+
+    # ------------------------------------------------------------------ Bragg peaks
+
+    def peak_traces(self, peaks=None, *, radius=None, background=None, lattice=None,
+                    zone_axis=(0, 0, 1), average=False, min_dist=None, var="diffraction"):
+        """The integrated intensity of every Bragg peak against delay, with its error.
+
+        Parameters
+        ----------
+        peaks : array_like, shape (K, 2), optional
+            Peak positions ``(row, col)``; default: the Bragg peaks of the ``equilibrium``
+            pattern (:func:`uedflow.image.bragg_peaks`, read at once; the traces stay lazy).
+        radius : float, optional
+            Radius of the integration disk (px). Default: 0.2 times the median distance
+            between neighbouring peaks.
+        background : tuple of float, optional
+            ``(inner, outer)`` radii (px) of the background annulus about each peak (pixels
+            within ``inner`` of another peak are left out). Default: 0.3 and 0.45 times that
+            distance.
+        lattice : uedflow.analysis.Lattice, optional
+            With it, the peaks are indexed (:func:`uedflow.analysis.index_peaks`): Miller
+            indices ``h, k, l`` and the exact ``q = |G_hkl|``.
+        zone_axis : sequence of 3 int, optional
+            The zone axis of the pattern, with ``lattice``.
+        average : bool, optional
+            Average the symmetry-equivalent peaks (same ``|q|``, or the same distance to the
+            centre, within 1 %): dim ``family`` instead of ``peak``.
+        min_dist : float, optional
+            Passed to :func:`uedflow.image.bragg_peaks`.
+        var : str, optional
+            The image variable ``(delay, y, x)``; its errors are ``{var}_error``.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dims ``(peak, delay)`` (or ``(family, delay)``), lazy where the Dataset is:
+
+            * ``intensity``: the disk's sum less the background under it, the plane fitted
+              to the annulus (counts, :func:`uedflow.analysis.integration_weights`), and
+              ``intensity_error``;
+            * ``change``: ``intensity / equilibrium - 1`` and ``change_error``, with the
+              covariance of the delays that make the equilibrium;
+            * ``equilibrium (peak)``: the same integration of the ``equilibrium`` image,
+              and ``equilibrium_error``.
+
+            Coordinates of the peak table: ``row``, ``col``, ``radius`` (distance to the
+            ``center``, px), ``pixels`` (of the disk), ``family`` (symmetry-equivalent
+            group, numbered by increasing ``|q|``), ``q`` (1/Å; from the lattice, else from
+            the Dataset's :attr:`q_calibration`), ``h, k, l`` and ``indexed`` with a lattice.
+            Attrs ``radius`` and ``background``.
+
+        Raises
+        ------
+        ValueError
+            If no peak is left (every disk must be fully valid, and the annulus half
+            valid), a radius is bad, or the Dataset lacks ``var``, ``{var}_error`` or (to
+            find the peaks) ``equilibrium``.
+
+        Notes
+        -----
+        Errors: ``sqrt(c Σ w² e²)`` over the disk's and the annulus' pixels with their
+        weights ``w``, ``c`` the ``error_correlation`` (as :meth:`time_series`). Peaks
+        whose disk holds a masked pixel, whose annulus is less than half valid, or that
+        lie within the annulus' outer radius of the centre (the undiffracted beam) are left
+        out. Each task reads one chunk of delays and gathers the pixels of the disks and
+        annuli only.
+        """
+        ds = self._obj
+        valid = _valid(ds)
+        shape = valid.shape
+        center = ds["center"].values.astype(float)
+        points = _found_peaks(ds, peaks, min_dist)
+        spacing = _spacing(np.vstack([points, center]))
+        radius = DISK * spacing if radius is None else float(radius)
+        background = tuple(s * spacing for s in ANNULUS) if background is None else \
+            tuple(float(b) for b in background)
+        if peaks is None:
+            points = refine_peaks(ds["equilibrium"].values, points, radius, background, valid)
+        whole = bragg_regions(shape, points, radius, background)
+        disks, annuli = bragg_regions(shape, points, radius, background, valid)
+        keep = np.array([len(d) == len(d0) and 2 * len(a) >= len(a0) > 0
+                         for d, a, d0, a0 in zip(disks, annuli, *whole, strict=True)])
+        keep &= np.hypot(*(points - center).T) > background[1]
+        keep &= ((points >= radius) & (points <= np.array(shape) - 1 - radius)).all(axis=1)
+        if not keep.any():
+            raise ValueError(f"no peak of {len(points)} has a fully valid disk of radius "
+                             f"{radius:.3g} px and a half-valid background annulus "
+                             f"{background} px, away from the centre")
+        points = points[keep]
+        disks = [d for d, k in zip(disks, keep, strict=True) if k]
+        annuli = [a for a, k in zip(annuli, keep, strict=True) if k]
+        coords = _peak_table(ds, points, center, lattice, zone_axis)
+        sizes = np.array([len(d) for d in disks])
+        coords["pixels"] = ("peak", sizes, {"units": "1", "long_name": "pixels of the disk"})
+        key = coords["q"][1] if "q" in coords else coords["radius"][1]
+        coords["family"] = ("peak", equivalent_groups(np.log(key), EQUIVALENT),
+                            {"units": "1", "long_name": "symmetry-equivalent peaks"})
+        coords["peak"] = np.arange(len(points))
+
+        kernel = partial(weighted_sums, **dict(zip(
+            ("regions", "weights"), integration_weights(shape, disks, annuli), strict=True)))
+        intensity, error = _lifted(ds, var, kernel, len(points))
+        intensity, error = intensity.rename(region="peak"), error.rename(region="peak")
+        reference = _on_equilibrium(ds, kernel)
+        units = ds[var].attrs.get("units", "counts")
+        out = _traces(ds, intensity, error, *reference, "peak", coords, units,
+                      "integrated Bragg-peak intensity")
+        out.attrs.update(radius=radius, background=list(background))
+        return _average_families(out, ds) if average else out
+
+    def diffuse_traces(self, peaks=None, *, exclude=None, symmetry=None, min_dist=None,
+                       var="diffraction"):
+        """The mean diffuse intensity in every Brillouin zone, Bragg disks excluded, against
+        delay, with its error.
+
+        Parameters
+        ----------
+        peaks : array_like, shape (K, 2), optional
+            Bragg peaks ``(row, col)`` whose Voronoi cells about the ``center`` are the
+            zones (:class:`uedflow.image.brillouin_zones`); default: those of the
+            ``equilibrium`` pattern, as for :meth:`peak_traces`.
+        exclude : float, optional
+            Radius (px) of the disk left out about every peak and the centre. Default: 0.3
+            times the median distance between neighbouring peaks (the inner radius of
+            :meth:`peak_traces`' background).
+        symmetry : int, optional
+            Keep only the zones with that many corners (e.g. 6 for a hexagonal lattice).
+        min_dist : float, optional
+            Passed to :func:`uedflow.image.bragg_peaks`.
+        var : str, optional
+            The image variable ``(delay, y, x)``; its errors are ``{var}_error``.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dims ``(zone, delay)``, lazy where the Dataset is: ``intensity`` (the mean per
+            pixel, counts) and ``intensity_error``, ``change`` and ``change_error`` against
+            the equilibrium, ``equilibrium (zone)`` and ``equilibrium_error``. Coordinates:
+            ``row``, ``col`` (the zone's peak; the first zone is the centre's when it is
+            visible), ``radius``, ``pixels``, and ``q`` with a :attr:`q_calibration`.
+
+        Raises
+        ------
+        ValueError
+            If no zone is visible and at least a quarter valid.
+
+        Notes
+        -----
+        A zone is kept when it is bounded, within 0.49 frame heights of the centre
+        (:meth:`~uedflow.image.brillouin_zones.getVisibleBZs`), and at least a quarter of
+        its pixels outside the excluded disks are valid. The mean and its error are those of
+        :meth:`time_series` over the zone's valid pixels.
+        """
+        ds = self._obj
+        valid = _valid(ds)
+        center = ds["center"].values.astype(float)
+        points = _found_peaks(ds, peaks, min_dist)
+        spacing = _spacing(np.vstack([points, center]))
+        exclude = ANNULUS[0] * spacing if exclude is None else float(exclude)
+        image = ds["equilibrium"].values if "equilibrium" in ds else np.zeros(valid.shape)
+        zones = brillouin_zones(np.nan_to_num(image), valid, points, center=center)
+        visible = zones.getVisibleBZs(symmetry=symmetry)
+        everything = np.vstack([center, points])
+        regions = zone_regions(valid.shape, [z.visible_vertices for z in visible], everything,
+                               exclude, valid)
+        whole = zone_regions(valid.shape, [z.visible_vertices for z in visible], everything,
+                             exclude)
+        keep = [k for k, (r, w) in enumerate(zip(regions, whole, strict=True))
+                if len(r) and len(r) >= ZONE_VALID * len(w)]
+        if not keep:
+            raise ValueError(f"no Brillouin zone of {len(points)} peaks is visible and at least "
+                             f"{ZONE_VALID:.0%} valid")
+        regions = [regions[k] for k in keep]
+        centres = np.array([visible[k].center for k in keep], dtype=float)
+        distance = np.hypot(*(centres - center).T)
+        coords = {"zone": np.arange(len(keep)),
+                  "row": ("zone", centres[:, 0], {"units": "px", "long_name": "zone row"}),
+                  "col": ("zone", centres[:, 1], {"units": "px", "long_name": "zone column"}),
+                  "radius": ("zone", distance, {"units": "px",
+                                                "long_name": "distance to the centre"}),
+                  "pixels": ("zone", [len(r) for r in regions],
+                             {"units": "1", "long_name": "pixels of the zone"})}
+        if self.q_calibration is not None:
+            coords["q"] = ("zone", self.q_calibration.q(distance), Q_ATTRS)
+        kernel = partial(region_means, regions=regions)
+        means, errors = _lifted(ds, var, kernel, len(regions))
+        means, errors = means.rename(region="zone"), errors.rename(region="zone")
+        reference = _on_equilibrium(ds, kernel)
+        out = _traces(ds, means, errors, *reference, "zone", coords,
+                      ds[var].attrs.get("units", "counts"), "mean diffuse intensity")
+        out.attrs.update(exclude=exclude)
+        return out
+
+    # ------------------------------------------------------------------ Debye–Waller
+
+    def debye_waller(self, traces, *, intercept=False):
+        """The change of the mean-square atomic displacement ``Δ⟨u²⟩(t)`` from Bragg-peak
+        traces against ``q`` (:func:`uedflow.analysis.mean_square_displacement`).
+
+        Parameters
+        ----------
+        traces : xarray.Dataset
+            :meth:`peak_traces` (per peak or averaged), with ``q``: from a lattice, or a
+            :meth:`calibrate_q` before :meth:`peak_traces`.
+        intercept : bool, optional
+            Also fit a ``q``-independent change of ``ln I``.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dims ``(delay,)``, lazy where ``traces`` are: ``msd`` (``Δ⟨u²⟩``, Å²),
+            ``msd_error``, ``chi2`` (reduced χ² of the fit at each delay), and with
+            ``intercept`` ``intercept`` and ``intercept_error``.
+
+        Raises
+        ------
+        ValueError
+            If ``traces`` have no ``q`` or no ``change``.
+        """
+        dim = "family" if "family" in traces.dims else "peak"
+        if "q" not in traces.coords or "change" not in traces.data_vars:
+            raise ValueError("traces: peak_traces with a q coordinate are needed (give a "
+                             "lattice, or calibrate_q the Dataset first)")
+        q = traces["q"]
+        outputs = 5 if intercept else 3
+        results = xr.apply_ufunc(
+            mean_square_displacement, traces["change"] + 1, traces["change_error"], q,
+            kwargs={"intercept": intercept}, input_core_dims=[[dim], [dim], [dim]],
+            output_core_dims=[[]] * outputs, dask="parallelized",
+            output_dtypes=[float] * outputs, dask_gufunc_kwargs={"allow_rechunk": True})
+        names = ["msd", "msd_error", "chi2", "intercept", "intercept_error"][:outputs]
+        attrs = [{"units": "Å²", "long_name": "change of the mean-square displacement"},
+                 {"units": "Å²", "long_name": "standard error of the change of ⟨u²⟩"},
+                 {"units": "1", "long_name": "reduced χ² of the Debye-Waller fit"},
+                 {"units": "1", "long_name": "q-independent change of ln I"},
+                 {"units": "1", "long_name": "standard error of the intercept"}]
+        out = xr.Dataset({name: result.drop_vars(
+            [c for c in result.coords if c != "delay"]).assign_attrs(a)
+            for name, result, a in zip(names, results, attrs, strict=False)})
+        if "delay" in traces.coords:
+            out["delay"].attrs.update(traces["delay"].attrs)
+        return out
