@@ -68,8 +68,9 @@ def _run_main(argv, code=0):
     return out.getvalue() + err.getvalue()
 
 
-def files(store, skip=("zarr.json",)):
-    """Every file of a store and its bytes (the root metadata, with timings, left out)."""
+def files(store, skip=("zarr.json", ".uedflow/timing.json")):
+    """Every file of a store and its bytes (the root metadata and the write's time, with
+    timings, left out)."""
     return {p.relative_to(store).as_posix(): p.read_bytes()
             for p in sorted(Path(store).rglob("*"))
             if p.is_file() and p.relative_to(store).as_posix() not in skip}
