@@ -187,7 +187,7 @@ def _refuse_existing(store, overwrite):
 def compute(*collections, progress=False):
     """``dask.compute(*collections)`` on the active scheduler, with a progress bar if asked:
     dask's on its local schedulers, ``distributed``'s on a client."""
-    client = _distributed_client()
+    client = distributed_client()
     if client is not None:
         futures = client.compute(list(collections))
         if progress:
@@ -203,7 +203,7 @@ def compute(*collections, progress=False):
         return dask.compute(*collections)
 
 
-def _distributed_client():
+def distributed_client():
     """The active ``distributed.Client``, or None (threads and processes schedulers)."""
     from distributed import default_client
 

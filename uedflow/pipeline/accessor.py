@@ -8,6 +8,7 @@ zero, fits, Bragg-peak and diffuse traces, Debye–Waller) are the kernels of
 ``.compute()``, one task per chunk of delays.
 """
 
+import itertools
 import json
 from functools import partial
 
@@ -15,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from ..analysis import (
+    Lattice,
     QCalibration,
     bragg_regions,
     equivalent_groups,
@@ -193,8 +195,18 @@ def _spacing(points):
     return float(np.median(distance.min(axis=1)))
 
 
-def _hkl_labels(hkl):
-    return [" ".join(str(int(i)) for i in row) for row in hkl]
+def _family_label(hkl, attrs):
+    """The indices that name a family of equivalent reflections ``hkl``: of all reflections
+    of the zone with their ``q``, the one with most non-negative indices, then the largest."""
+    candidates = [tuple(row) for row in hkl.tolist()]
+    if "lattice" in attrs and "zone_axis" in attrs:
+        lattice, axis = Lattice(*attrs["lattice"]), np.array(attrs["zone_axis"])
+        q = lattice.q(hkl[0])
+        span = range(-int(np.abs(hkl).max()) - 1, int(np.abs(hkl).max()) + 2)
+        candidates += [v for v in itertools.product(span, repeat=3)
+                       if np.dot(v, axis) == 0 and abs(lattice.q(v) - q) <= 1e-6 * q]
+    best = max(candidates, key=lambda v: (sum(i >= 0 for i in v), v))
+    return " ".join(str(int(i)) for i in best)
 
 
 def _peak_table(ds, points, center, lattice, zone_axis):
@@ -246,6 +258,9 @@ def _traces(ds, means, errors, reference, reference_error, dim, coords, units, w
 
 def _average_families(traces, ds):
     """The mean of the symmetry-equivalent peaks of ``traces`` (same ``family``)."""
+    if "peak" not in traces.dims or "family" not in traces.coords:
+        raise ValueError("traces: per-peak traces of peak_traces (dim 'peak', coordinate "
+                         "'family') are needed")
     family = traces["family"].values
     groups = np.unique(family)
     members = [np.flatnonzero(family == g) for g in groups]
@@ -268,8 +283,8 @@ def _average_families(traces, ds):
                             traces[name].attrs)
     if "h" in traces.coords:
         hkl = np.stack([traces[name].values for name in "hkl"], axis=1)
-        coords["hkl"] = ("family", [_hkl_labels([max(hkl[m].tolist())])[0] for m in members],
-                         {"units": "1", "long_name": "Miller indices of a member"})
+        coords["hkl"] = ("family", [_family_label(hkl[m], traces.attrs) for m in members],
+                         {"units": "1", "long_name": "Miller indices of the family"})
     what = traces["intensity"].attrs["long_name"]
     out = _traces(ds, mean_of("intensity"), mean_of("intensity_error"),
                   mean_of("equilibrium").values, mean_of("equilibrium_error").values,
@@ -329,7 +344,7 @@ class ReducedAccessor:
     def __init__(self, obj):
         self._obj = obj
 
-    def time_series(self, rect=None, disk=None, ring=None, var="diffraction"):
+    def time_series(self, rect=None, disk=None, ring=None, var="diffraction", change=False):
         """Mean intensity in a region of every frame of the movie, with its standard error,
         against delay.
 
@@ -348,6 +363,10 @@ class ReducedAccessor:
             ``((row, col), r1, r2)``: pixels between the radii ``r1`` and ``r2``, inclusive.
         var : str, optional
             Variable ``(delay, y, x)`` to average; its standard errors are ``{var}_error``.
+        change : bool, optional
+            Also the relative change of the mean against the same region of the Dataset's
+            ``equilibrium``, ``change`` and ``change_error`` (with the covariance of the
+            delays that make the equilibrium), as for :meth:`peak_traces`.
 
         Returns
         -------
@@ -421,6 +440,17 @@ class ReducedAccessor:
             error = np.sqrt(variance) / count
             out[error_name] = error.assign_attrs(
                 units=units, long_name=f"standard error of the mean {name}")
+        if change:
+            if "equilibrium" not in ds.data_vars or error_name not in ds.data_vars:
+                raise ValueError(f"change needs the Dataset's 'equilibrium' and {error_name!r}")
+            kernel = partial(region_means, regions=[np.flatnonzero(selection.values)])
+            reference, reference_error = _on_equilibrium(ds, kernel)
+            relative, relative_error = _change(out[var], out[error_name], reference[0],
+                                               reference_error[0], self.reference_delays())
+            out["change"] = relative.assign_attrs(units="1", long_name=f"relative change of "
+                                                  f"the mean {name}")
+            out["change_error"] = relative_error.assign_attrs(
+                units="1", long_name="standard error of the change")
         for dim in out.dims:
             if dim in ds.coords:
                 out[dim].attrs.update(ds[dim].attrs)
@@ -698,7 +728,25 @@ class ReducedAccessor:
         out = _traces(ds, intensity, error, *reference, "peak", coords, units,
                       "integrated Bragg-peak intensity")
         out.attrs.update(radius=radius, background=list(background))
-        return _average_families(out, ds) if average else out
+        if lattice is not None:
+            out.attrs.update(lattice=[lattice.a, lattice.b, lattice.c, lattice.alpha,
+                                      lattice.beta, lattice.gamma],
+                             zone_axis=[int(i) for i in zone_axis])
+        return self.average_peaks(out) if average else out
+
+    def average_peaks(self, traces):
+        """The mean of the symmetry-equivalent peaks of :meth:`peak_traces` (those of one
+        ``family``), as ``peak_traces(..., average=True)`` returns it.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dims ``(family, delay)``: the variables of :meth:`peak_traces`, averaged (the
+            errors as ``sqrt(Σ e²) / n``), and ``change`` recomputed from the averages;
+            coordinates ``members``, the mean ``radius`` and ``q``, and ``hkl`` (a member's
+            indices) when the peaks were indexed.
+        """
+        return _average_families(traces, self._obj)
 
     def diffuse_traces(self, peaks=None, *, exclude=None, symmetry=None, min_dist=None,
                        var="diffraction"):

@@ -1162,6 +1162,7 @@ def reduce(run, config=None, *, progress=False):
             *common_args, None)[0]
     done = dict(zip(pending, _compute(*pending.values(), step="equilibrium",
                                       progress=progress), strict=True))
+    # in the graph as literals: scattered data would be lost with a worker that holds it
     results = [dask.delayed(done[i], pure=True) if i in done else f
                for i, f in enumerate(finished)]
 

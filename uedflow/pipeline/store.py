@@ -52,7 +52,7 @@ from ..io.safety import (
     verify_store,
     writer_lock,
 )
-from ..io.zarrstore import _distributed_client, blosc_lz4, compute
+from ..io.zarrstore import blosc_lz4, compute, distributed_client
 
 __all__ = ["StoreReport", "existing_state", "open_reduced", "read_state", "write_reduced"]
 
@@ -152,7 +152,7 @@ def write_reduced(ds, store, *, resume=True, overwrite=False, progress=False):
                 else:
                     writes.append(done.blocks[index].ravel())
         if writes:
-            client = _distributed_client()
+            client = distributed_client()
             if progress and client is not None:
                 print(f"dask dashboard: {client.dashboard_link}")
             start = time.perf_counter()
