@@ -8,12 +8,14 @@ error bars.
 2. :func:`detector_mask` (``[mask]``) and the reference frame, from the mean of a sample of
    frames spread over the run;
 3. the centre (``[center]``);
-4. :func:`frame_statistics` (``[align]``, ``[reject]``): one read of the run, one task per
-   delay: every frame's shift, total and correlation; then the frame rejections;
-5. the averages (``[normalize]``, ``[reject] pixel_z``, ``[average]``): a second read, lazy,
-   one task per delay, each returning the partial results of its frames (mean, squared
-   deviations and counts per pixel, one radial profile per frame), from which the averages
-   and their standard errors follow;
+4. :func:`frame_statistics` (``[align]``, ``[reject]``): one read of the run, in tasks of
+   a group of scans of a delay: every frame's shift, total and correlation; then the frame
+   rejections;
+5. :func:`averages` (``[normalize]``, ``[reject] pixel_z``, ``[average]``): a second read,
+   lazy, in tasks of a group of scans adding its frames into mergeable partial sums
+   (:class:`~uedflow.pipeline.partials.PixelSums`: per pixel the count, sum, sum of squares
+   and extremes; the sums of the frames' radial profiles), from which the averages, their
+   standard errors and the pixel cut follow;
 6. the pump-off average, the equilibrium and ΔI/I with their errors (``[dynamics]``,
    ``[radial]``, ``[baseline]``).
 
@@ -51,7 +53,8 @@ from ..stack.lift import Plans, as_stack, frame_labels, named_error
 from .config import ReduceConfig
 from .partials import PixelSums
 
-__all__ = ["dark_and_gain", "detector_mask", "file_digest", "frame_statistics", "reduce"]
+__all__ = ["averages", "dark_and_gain", "detector_mask", "file_digest", "frame_statistics",
+           "reduce"]
 
 DIMS = ("delay", "scan", "y", "x")
 #: Bytes hashed at the start and at the end of every input file (see :func:`file_digest`).
@@ -61,8 +64,6 @@ MAD_SIGMA = 1.4826
 #: Smallest robust spread of the frame criteria: relative total intensity, 1 - correlation.
 INTENSITY_FLOOR = 0.01
 CORRELATION_FLOOR = 1e-3
-#: Pixels per strip of the statistics over scans: their temporaries are scans x STRIP values.
-STRIP = 2**16
 #: Frames of the sample whose mean locates the beam block and dead pixels.
 SAMPLE = 32
 #: Packages whose versions are recorded with every reduction.
@@ -1007,14 +1008,14 @@ def reduce(run, config=None, *, progress=False):
     and the beam block from the mean of a sample of frames) → reference (the first present
     frame, or the mean of the earliest delays) and centre (``autocenter``, or given) →
     sub-pixel masked registration of every frame onto the reference, with its total and its
-    correlation to its delay's median frame → rejection of whole frames (non-finite values on
+    correlation with the reference → rejection of whole frames (non-finite values on
     valid pixels; robust z-scores of the shift, of the total against its delay's frames and
     of the correlation) → normalisation (``[normalize] mode``: within each delay by default,
-    so that a real change of the total intensity between delays is kept) and a MAD cut of
-    pixels across scans → average over scans with the standard error of every pixel and of
-    every radial bin → registration of the averages onto the reference → optional n-fold
-    symmetrisation → equilibrium (the delays before time zero, or the pump-off frames) and
-    ΔI/I with its error → optional baseline of the profiles.
+    so that a real change of the total intensity between delays is kept) and a cut of each
+    pixel's extreme values across scans → average over scans with the standard error of
+    every pixel and of every radial bin → registration of the averages onto the reference →
+    optional n-fold symmetrisation → equilibrium (the delays before time zero, or the
+    pump-off frames) and ΔI/I with its error → optional baseline of the profiles.
 
     Parameters
     ----------
@@ -1061,12 +1062,14 @@ def reduce(run, config=None, *, progress=False):
     Notes
     -----
     The analysis pass reads the darks and a sample of :data:`SAMPLE` frames (mask and
-    reference), then the run once (every frame's shift, total, correlation; one task per
-    delay), then the averages of the delays before time zero (equilibrium). The lazy outputs
-    read the run a second time, one task per delay; whether a frame enters an average
-    depends on the statistics of all frames, so that read cannot join the first.
-    Everything that combines frames runs inside one task per delay, in a fixed order and
-    without BLAS, so the results are bit-identical on any scheduler.
+    reference), then the run once (every frame's shift, total, correlation; tasks of up to
+    :data:`GROUP` scans of a delay, ``[compute] task_memory``), then the averages of the
+    delays before time zero (equilibrium, computed once). The lazy outputs of the other
+    delays read the run a second time, in tasks of the same groups adding into mergeable
+    partial sums; whether a frame enters an average depends on the statistics of all
+    frames, so that read cannot join the first. Memory per task does not grow with the
+    number of scans or delays. Partials are merged in a fixed order and nothing that combines
+    frames uses BLAS, so the results are bit-identical on any scheduler.
 
     The errors are standard errors over the kept scans: with ``n`` scans,
     ``(estimate - truth) / error`` follows Student's t with ``n - 1`` degrees of freedom.
