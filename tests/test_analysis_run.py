@@ -14,7 +14,9 @@ import math
 
 import dask
 import dask.array as da
+import matplotlib.image
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import xarray as xr
@@ -23,10 +25,12 @@ from scipy.signal import fftconvolve
 
 import uedflow.pipeline  # noqa: F401  (registers the Dataset accessor)
 from uedflow.analysis import Lattice, QCalibration, zone_regions
+from uedflow.cli import main
 from uedflow.datasets import LATTICE_FRACTION, diffraction_pattern, make_frame, make_run
 from uedflow.image import bragg_peaks, brillouin_zones
 from uedflow.io.runs import open_run
 from uedflow.pipeline import open_reduced, reduce, write_reduced
+from uedflow.pipeline.export import open_hdf5
 
 SHAPE = (256, 256)
 DELAYS = [-2.0, -1.0, -0.5, -0.25, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0]
@@ -268,3 +272,66 @@ def test_bounded_memory_on_a_large_lazy_movie():
     small, large = peak_memory(12), peak_memory(48)
     assert large < 1.25 * small + 2**20, (small, large)
     assert large < 0.25 * 48 * size * size * 4, large
+
+
+# ------------------------------------------------------------------ the command line
+
+def test_cli_peaks(crystal, capsys):
+    store, folder = crystal["root"] / "reduced.zarr", crystal["root"] / "peaks"
+    lattice = ["--lattice", "2.46", "2.46", "6.71", "90", "90", "120"]
+    assert main(["peaks", str(store), "-o", str(folder), *lattice]) == 0
+    out = capsys.readouterr().out
+    assert "q scale from the indexed peaks" in out and "{1 0 0}" in out
+    traces = crystal["ds"].ued.peak_traces(lattice=GRAPHITE).compute()
+    table = pd.read_csv(folder / "peaks.csv", comment="#")
+    assert len(table) == traces.sizes["peak"]
+    np.testing.assert_allclose(table["equilibrium"], traces["equilibrium"].values, rtol=1e-12)
+    np.testing.assert_array_equal(table[["h", "k", "l"]], np.stack(
+        [traces[name].values for name in "hkl"], axis=1))
+    series = pd.read_csv(folder / "peak_traces.csv", comment="#")
+    np.testing.assert_allclose(series["change[5]"], traces["change"].sel(peak=5).values,
+                               rtol=1e-12)
+    assert matplotlib.image.imread(folder / "peaks.png").shape[2] in (3, 4)
+    before = (folder / "peaks.csv").read_bytes()
+    assert main(["peaks", str(store), "-o", str(folder)]) == 2
+    assert "exist; pass --overwrite" in capsys.readouterr().err
+    assert (folder / "peaks.csv").read_bytes() == before
+    assert main(["peaks", str(store), "-o", str(folder), "--energy", "100"]) == 2
+    assert "go together" in capsys.readouterr().err
+
+
+def test_cli_fit(crystal, capsys, tmp_path):
+    store = str(crystal["root"] / "reduced.zarr")
+    ds = crystal["ds"]
+    assert main(["fit", store, "--region", "ring:70,84", "-o", str(tmp_path / "fit.png")]) == 0
+    out = capsys.readouterr().out
+    trace = ds.ued.time_series(ring=(ds["center"].values, 70, 84), change=True)
+    fit = ds.ued.fit(trace, var="change")
+    assert f"tau        = {fit['tau']:.6g} ± {fit.errors['tau']:.2g}" in out
+    assert (tmp_path / "fit.png").stat().st_size > 0
+    assert main(["fit", store, "--region", "ring:70", "--irf", "0.3"]) == 2
+    assert "expected ring:R1,R2" in capsys.readouterr().err
+    assert main(["fit", store, "--region", "disk:120,130,3"]) == 2  # the beam block
+    assert "holds no valid pixel" in capsys.readouterr().err
+    assert main(["fit", store, "--region", "disk:143,148,4", "--irf", "0.3", "--t0",
+                 "0.3"]) == 0  # a (100) peak
+    out = capsys.readouterr().out
+    assert "t0         = 0.3 ± 0 (fixed)" in out and "49 pixels" in out
+
+
+def test_cli_export(crystal, capsys, tmp_path):
+    store = str(crystal["root"] / "reduced.zarr")
+    assert main(["export", store, "-o", str(tmp_path / "run.nxs")]) == 0
+    back = open_hdf5(tmp_path / "run.nxs")
+    ds = crystal["ds"]
+    np.testing.assert_array_equal(back["diffraction"].values, ds["diffraction"].values)
+    assert back["diffraction"].attrs == ds["diffraction"].attrs
+    assert back.attrs["uedflow"] == ds.attrs["uedflow"]
+    assert main(["export", store, "-o", str(tmp_path / "profiles.csv")]) == 0
+    table = pd.read_csv(tmp_path / "profiles.csv", comment="#")
+    np.testing.assert_array_equal(table["radial_change[10]"],
+                                  ds["radial_change"].sel(delay=10).values)
+    assert main(["export", store, "-o", str(tmp_path / "run.nxs")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", store, "-o", str(tmp_path / "t.csv"), "--var", "total"]) == 0
+    assert main(["export", store, "-o", str(tmp_path / "x.txt")]) == 2

@@ -444,6 +444,119 @@ def _verify(args):
     return 0 if check.ok else DAMAGED
 
 
+# ---------------------------------------------------------------- analysis (issue 14)
+
+def _q_calibration(args):
+    """The q calibration of ``--energy``, ``--camera-length`` and ``--pixel-size``, or None."""
+    from .analysis import QCalibration
+
+    given = (args.energy, args.camera_length, args.pixel_size)
+    if all(value is None for value in given):
+        return None
+    if any(value is None for value in given):
+        raise ValueError("--energy, --camera-length and --pixel-size go together")
+    return QCalibration.from_geometry(*given)
+
+
+def _lattice(args):
+    from .analysis import Lattice
+
+    if args.cif and args.lattice:
+        raise ValueError("give either --lattice or --cif")
+    if args.cif:
+        return Lattice.from_cif(args.cif)
+    return Lattice(*args.lattice) if args.lattice else None
+
+
+def _fresh(paths, overwrite):
+    """Refuse files that exist, unless ``overwrite``."""
+    there = [str(path) for path in paths if Path(path).exists()]
+    if there and not overwrite:
+        raise FileExistsError(f"{', '.join(there)} exist; pass --overwrite to replace them")
+
+
+def _peaks(args):
+    from .analysis import QCalibration
+    from .pipeline.export import peaks_figure, to_csv
+    from .pipeline.store import open_reduced
+
+    store = Path(args.store).absolute()
+    folder = Path(args.output) if args.output else store.with_name(store.stem + "-peaks")
+    files = [folder / name for name in ("peaks.csv", "peak_traces.csv", "peaks.png")]
+    calibration, lattice = _q_calibration(args), _lattice(args)
+    _fresh(files, args.overwrite)
+    ds = open_reduced(store)
+    if calibration is not None:
+        ds = ds.ued.calibrate_q(calibration)
+    traces = ds.ued.peak_traces(radius=args.radius, background=args.background,
+                                lattice=lattice, zone_axis=tuple(args.zone)).compute()
+    families = ds.ued.average_peaks(traces).compute()
+    print(f"{traces.sizes['peak']} Bragg peaks in {families.sizes['family']} families of "
+          f"equivalent peaks; disk {traces.attrs['radius']:.2f} px, background "
+          f"{traces.attrs['background'][0]:.2f}-{traces.attrs['background'][1]:.2f} px")
+    if lattice is not None:
+        found = QCalibration.from_reflections(traces["radius"].values, q=traces["q"].values)
+        print(f"q scale from the indexed peaks: {found.scale:.6g} ± {found.scale_error:.2g} "
+              "1/Å per px")
+    last = families["delay"].values[-1]
+    for f in families["family"].values:
+        one = families.sel(family=f)
+        name = f"{{{one['hkl'].item()}}} " if "hkl" in families.coords else ""
+        q = f", q {float(one['q']):.3f} 1/Å" if "q" in families.coords else ""
+        print(f"  {name}r {float(one['radius']):.1f} px{q}, {int(one['members'])} peaks: ΔI/I "
+              f"at {last:g} ps {float(one['change'][-1]):+.4f} ± "
+              f"{float(one['change_error'][-1]):.4f}")
+    folder.mkdir(parents=True, exist_ok=True)
+    table = ["equilibrium", "equilibrium_error"]
+    for data, path, rows in ((traces[table], files[0], "peak"),
+                             (traces.drop_vars(table), files[1], "delay")):
+        print(f"wrote {to_csv(data, path, rows=rows, overwrite=args.overwrite)}")
+    peaks_figure(ds, traces, families).savefig(files[2], dpi=100)
+    print(f"wrote {files[2]}")
+
+
+def _region(text, center):
+    """``ring:R1,R2`` (about ``center``), ``ring:ROW,COL,R1,R2``, ``disk:ROW,COL,R`` or
+    ``rect:ROW0,ROW1,COL0,COL1`` as a keyword of ``time_series``."""
+    kind, _, numbers = text.partition(":")
+    try:
+        values = [float(v) for v in numbers.split(",")]
+    except ValueError:
+        values = []
+    forms = {("ring", 2): lambda v: (tuple(center), *v), ("ring", 4): lambda v: (v[:2], *v[2:]),
+             ("disk", 3): lambda v: (v[:2], v[2]), ("rect", 4): lambda v: tuple(v)}
+    if (kind, len(values)) not in forms:
+        raise ValueError(f"--region {text!r}: expected ring:R1,R2, ring:ROW,COL,R1,R2, "
+                         "disk:ROW,COL,R or rect:ROW0,ROW1,COL0,COL1 (px)")
+    return {kind: forms[kind, len(values)](values)}
+
+
+def _fit(args):
+    from .pipeline.export import fit_figure
+    from .pipeline.store import open_reduced
+
+    if args.output:
+        _fresh([args.output], args.overwrite)
+    ds = open_reduced(args.store)
+    region = _region(args.region, ds["center"].values)
+    trace = ds.ued.time_series(**region, change=True).compute()
+    fit = ds.ued.fit(trace, var="change", n=args.exponentials, irf=args.irf, t0=args.t0)
+    print(f"region: {trace.attrs['region']}, {trace.attrs['pixels']} pixels; ΔI/I of its mean "
+          "against the equilibrium")
+    print(fit)
+    if args.output:
+        fit_figure(trace, fit, "change").savefig(args.output, dpi=100)
+        print(f"wrote {args.output}")
+
+
+def _export(args):
+    from .pipeline.export import export
+
+    path = export(args.store, args.output, variables=args.var, rows=args.rows,
+                  overwrite=args.overwrite)
+    print(f"wrote {path}")
+
+
 def _common():
     """Options that every command takes."""
     common = argparse.ArgumentParser(add_help=False)
@@ -522,6 +635,53 @@ def build_parser():
                        help="check every chunk of a store written by uedflow (exit 1 if damaged)")
     p.add_argument("store", help="a store written by uedflow ingest or reduce")
     p.set_defaults(func=_verify)
+
+    # analysis of a reduced store (issue 14): peaks, fit, export
+    p = sub.add_parser("peaks", parents=common,
+                       help="Bragg-peak traces of a reduced store: table, traces and a PNG")
+    p.add_argument("store", help="a reduced store")
+    p.add_argument("-o", "--output", help="folder of peaks.csv, peak_traces.csv and peaks.png "
+                   "(default: STORE-peaks)")
+    p.add_argument("--radius", type=float, help="radius of the integration disk (px)")
+    p.add_argument("--background", type=float, nargs=2, metavar=("R1", "R2"),
+                   help="radii of the background annulus (px)")
+    p.add_argument("--lattice", type=float, nargs=6, metavar=("A", "B", "C", "ALPHA", "BETA",
+                                                                "GAMMA"),
+                   help="lattice constants (Å, degrees): index the peaks (Miller indices, q)")
+    p.add_argument("--cif", help="a CIF file whose cell is the lattice")
+    p.add_argument("--zone", type=int, nargs=3, default=[0, 0, 1], metavar=("U", "V", "W"),
+                   help="zone axis of the pattern (default: 0 0 1)")
+    p.add_argument("--energy", type=float, help="electron energy (keV), for q")
+    p.add_argument("--camera-length", type=float, help="camera length (m), for q")
+    p.add_argument("--pixel-size", type=float, help="detector pixel size (m), for q")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.set_defaults(func=_peaks)
+
+    p = sub.add_parser("fit", parents=common,
+                       help="fit ΔI/I of a region of a reduced store to exponentials")
+    p.add_argument("store", help="a reduced store")
+    p.add_argument("--region", required=True,
+                   help="ring:R1,R2 (about the centre), ring:ROW,COL,R1,R2, disk:ROW,COL,R or "
+                   "rect:ROW0,ROW1,COL0,COL1 (px)")
+    p.add_argument("--exponentials", type=int, choices=[1, 2], default=1,
+                   help="number of exponentials (default 1)")
+    p.add_argument("--irf", type=float, help="FWHM of the instrument response (ps), fixed")
+    p.add_argument("--t0", type=float, help="time zero (ps), fixed")
+    p.add_argument("-o", "--output", help="a PNG of the trace and the fit")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    p.set_defaults(func=_fit)
+
+    p = sub.add_parser("export", parents=common,
+                       help="export a reduced store to CSV (profiles) or HDF5/NeXus (all)")
+    p.add_argument("store", help="a reduced store")
+    p.add_argument("-o", "--output", required=True,
+                   help="the file: .csv, or .nxs/.h5/.hdf5 (needs h5py)")
+    p.add_argument("--var", action="append", metavar="NAME",
+                   help="a variable to write (repeatable; default: CSV the radial profiles "
+                   "and their change with errors, HDF5 everything)")
+    p.add_argument("--rows", help="CSV: the dim along the rows (default radius, else delay)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_export)
     return parser
 
 
