@@ -1122,6 +1122,10 @@ def reduce(run, config=None, *, progress=False):
     parts["total"] = _fraction(~mask)
     if not given:  # the aligned mean, at many frames' counts; rings sharpest about it
         center = refine_center(aligned_mean, autocenter(aligned_mean, common), common)
+        # its frames were moved by their shifts rounded: its centre is off the reference's
+        # by the mean of (rounded - shift), to first order
+        summed = stats[..., 4] == 0
+        center -= np.mean(np.rint(shifts[summed]) - shifts[summed], axis=0)
     timer("registration_statistics")
     level = {"none": None, "delay": "delay", "run": float(np.median(total[kept]))}[
         config.normalize.mode]
