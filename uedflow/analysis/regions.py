@@ -5,6 +5,7 @@ on any number of leading dims (delays) and never need more than the images they 
 """
 
 import numpy as np
+from scipy.spatial import cKDTree
 from skimage.draw import polygon2mask
 
 __all__ = ["annulus_pixels", "bragg_regions", "equivalent_groups", "integration_weights",
@@ -130,6 +131,8 @@ def bragg_regions(shape, peaks, radius, background, valid=None):
                          f"background {background}")
     peaks = np.asarray(peaks, dtype=float).reshape(-1, 2)
     valid = np.ones(shape, dtype=bool) if valid is None else valid
+    # the peaks whose exclusion disk can reach the annulus of each peak
+    neighbours = cKDTree(peaks).query_ball_point(peaks, outer + inner + 2)
     disks, annuli = [], []
     for k, (row, col) in enumerate(peaks):
         reach = int(np.ceil(outer)) + 1
@@ -138,7 +141,7 @@ def bragg_regions(shape, peaks, radius, background, valid=None):
         yy, xx = np.mgrid[r0:r1, c0:c1]
         r = np.hypot(yy - row, xx - col)
         window = valid[r0:r1, c0:c1]
-        others = np.delete(peaks, k, axis=0)
+        others = peaks[[j for j in neighbours[k] if j != k]]
         crowded = _near_any((r1 - r0, c1 - c0), others - (r0, c0), inner)
         flat = yy * shape[1] + xx
         disks.append(np.sort(flat[(r <= radius) & window]))

@@ -8,12 +8,12 @@ zero, fits, Bragg-peak and diffuse traces, Debye–Waller) are the kernels of
 ``.compute()``, one task per chunk of delays.
 """
 
-import itertools
 import json
 from functools import partial
 
 import numpy as np
 import xarray as xr
+from scipy.spatial import cKDTree
 
 from ..analysis import (
     Lattice,
@@ -190,9 +190,8 @@ def _found_peaks(ds, peaks, min_dist):
 
 def _spacing(points):
     """Median distance of every point to its nearest neighbour."""
-    distance = np.hypot(*(points[:, None] - points[None]).transpose(2, 0, 1))
-    np.fill_diagonal(distance, np.inf)
-    return float(np.median(distance.min(axis=1)))
+    distance, _ = cKDTree(points).query(points, k=2)
+    return float(np.median(distance[:, 1]))
 
 
 def _family_label(hkl, attrs):
@@ -202,9 +201,10 @@ def _family_label(hkl, attrs):
     if "lattice" in attrs and "zone_axis" in attrs:
         lattice, axis = Lattice(*attrs["lattice"]), np.array(attrs["zone_axis"])
         q = lattice.q(hkl[0])
-        span = range(-int(np.abs(hkl).max()) - 1, int(np.abs(hkl).max()) + 2)
-        candidates += [v for v in itertools.product(span, repeat=3)
-                       if np.dot(v, axis) == 0 and abs(lattice.q(v) - q) <= 1e-6 * q]
+        span = np.arange(-int(np.abs(hkl).max()) - 1, int(np.abs(hkl).max()) + 2)
+        grid = np.stack(np.meshgrid(span, span, span, indexing="ij"), axis=-1).reshape(-1, 3)
+        grid = grid[(grid @ axis == 0) & (np.abs(lattice.q(grid) - q) <= 1e-6 * q)]
+        candidates += [tuple(v) for v in grid.tolist()]
     best = max(candidates, key=lambda v: (sum(i >= 0 for i in v), v))
     return " ".join(str(int(i)) for i in best)
 
