@@ -268,3 +268,27 @@ def test_accessor_fit_and_time_zero_of_a_trace_dataset():
     assert abs(t0 - TRUTH["t0"]) < 3 * error
     with pytest.raises(ValueError, match="one dim 'delay'"):
         ds.ued.fit(xr.DataArray(np.zeros((2, 3)), dims=("peak", "delay")))
+
+
+def test_region_change_against_the_equilibrium():
+    """time_series(change=True): the region's mean over the same region of the equilibrium,
+    with the covariance of the delays that make it, by an independent computation."""
+    ds = reduced(np.random.default_rng(3), t0=0.5, lazy=True)
+    ts = ds.ued.time_series(disk=((3.5, 4.0), 2.2), change=True)
+    assert isinstance(ts["change"].data, da.Array)
+    yy, xx = np.indices((8, 8))
+    inside = np.hypot(yy - 3.5, xx - 4.0) <= 2.2
+    images, errors = ds["diffraction"].values, ds["diffraction_error"].values
+    means = images[:, inside].mean(axis=1)
+    mean_errors = np.sqrt((errors[:, inside] ** 2).sum(axis=1)) / inside.sum()
+    reference = means[:3].mean()  # delays -1, -0.4 and 0.2 are before t0 = 0.5
+    reference_error = np.sqrt((mean_errors[:3] ** 2).sum()) / 3
+    for i in range(6):
+        cov = mean_errors[i] ** 2 / 3 if i < 3 else 0.0
+        variance = (mean_errors[i] ** 2 / reference**2
+                    + means[i] ** 2 * reference_error**2 / reference**4
+                    - 2 * means[i] / reference**3 * cov)
+        assert float(ts["change"][i]) == pytest.approx(means[i] / reference - 1)
+        assert float(ts["change_error"][i]) == pytest.approx(math.sqrt(variance))
+    with pytest.raises(ValueError, match="change needs"):
+        ds.drop_vars("equilibrium").ued.time_series(disk=((3.5, 4.0), 2.2), change=True)
