@@ -269,7 +269,7 @@ def refine_center(image, center, mask=None, *, search=3.0):
 
     step = 0.5 / factor
     best = minimize(cost, guess, method="Nelder-Mead",
-                    options={"xatol": 2e-3 / factor, "fatol": 1e-12, "maxfev": 200,
+                    options={"xatol": 2e-3 / factor, "fatol": np.inf, "maxfev": 200,
                              "initial_simplex": guess + np.array([[0, 0], [step, 0],
                                                                   [0, step]])})
     if not np.isfinite(best.fun):

@@ -437,17 +437,20 @@ def _movie_mask(valid, shifts, kept):
         return cache[offsets]
 
     mask = np.ones(valid.shape, dtype=bool)
-    common = valid.copy()
+    done = {}  # the mask of each delay, by its groups of offsets (most delays share one)
     for i in range(kept.shape[0]):
         groups = {}
         for s in np.flatnonzero(kept[i]):
             offsets = _offsets(shifts[i, s])
-            groups[offsets] = groups.get(offsets, 0) + 1
-        count = np.zeros(valid.shape, np.int32)
-        for offsets, n in groups.items():
-            count += n * reached(offsets)
-            common &= reached(offsets)
-        mask &= count >= min(2, sum(groups.values()))
+            groups[offsets] = min(groups.get(offsets, 0) + 1, 2)  # 2 is enough
+        key = frozenset(groups.items())
+        if key not in done:
+            count = np.zeros(valid.shape, np.uint16)
+            for offsets, n in groups.items():
+                count += reached(offsets) * np.uint16(n)
+            done[key] = True
+            mask &= count >= min(2, sum(groups.values()))
+    common = np.logical_and.reduce([valid, *cache.values()])
     return mask, common
 
 
@@ -881,6 +884,7 @@ def _finish(parts, pixel_z, noise, mask, registration, n_scans):
     cut per scan, radial error)``; the image registered onto the reference (``registration``;
     None: not) and 0 off the ``mask``, the error NaN there (and on pixels no frame reaches)."""
     mean, error, cuts, radial_error = parts.result(pixel_z, noise, n_scans)
+    parts.release()
     image = np.where(mask, mean, 0).astype(np.float32)
     error = np.where(mask, error, np.nan).astype(np.float32)
     delta = np.zeros(2)
