@@ -193,8 +193,8 @@ LINE = 31
 
 def _dead(image, noise, z, fraction):
     """Pixels of ``image`` below ``fraction`` of the median of their 5 x 5 neighbourhood and
-    below it by more than ``z`` times ``noise`` (smoothed over 2 px); the median is only
-    taken about candidates, darker than ``fraction`` of their smoothed surroundings."""
+    below it by more than ``z`` times ``noise`` (already smoothed over 2 px); the median is
+    only taken about candidates, darker than ``fraction`` of their smoothed surroundings."""
     candidates = np.flatnonzero(image < fraction * ndi.gaussian_filter(image, 1.5,
                                                                        mode="nearest"))
     dead = np.zeros(image.shape, bool)
@@ -203,7 +203,7 @@ def _dead(image, noise, z, fraction):
     rows, cols = np.unravel_index(candidates, image.shape)
     windows = np.lib.stride_tricks.sliding_window_view(np.pad(image, 2, mode="edge"), (5, 5))
     local = np.median(windows[rows, cols].reshape(len(rows), 25), axis=1)
-    local_noise = ndi.gaussian_filter(noise, 2.0, mode="nearest")[rows, cols]
+    local_noise = noise[rows, cols]
     dead[rows, cols] = (image[rows, cols] < fraction * local) & (
         local - image[rows, cols] > z * local_noise)
     return dead
@@ -246,7 +246,8 @@ def find_dead_pixels(image, noise, *, z=8.0, fraction=0.2):
     ([20], 64)
     """
     image = check_image(image, "image").astype(float)
-    noise = np.broadcast_to(np.asarray(noise, float), image.shape)
+    noise = ndi.gaussian_filter(np.broadcast_to(np.asarray(noise, float), image.shape), 2.0,
+                                mode="nearest")
     dead = _dead(image, noise, z, fraction)
     for axis in (0, 1):  # columns, then rows
         line = ndi.uniform_filter1d(image, LINE, axis=axis, mode="nearest")

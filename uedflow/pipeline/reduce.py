@@ -918,6 +918,7 @@ def averages(data, kept, shifts, scales, dark, gain, valid, profile, pixel_z, no
     :func:`_finish`. Returns one delayed ``(image, error, delay shift, cuts per scan, radial
     error)`` per delay."""
     args = [_shared(x) for x in (dark, gain, valid, profile)]
+    shared = [_shared(x) for x in (noise, mask, registration)]
     step = dask.delayed(_group_sums, pure=True)
     finish = dask.delayed(_finish, pure=True)
     bounds = np.cumsum((0, *data.chunks[1]))
@@ -930,8 +931,8 @@ def averages(data, kept, shifts, scales, dark, gain, valid, profile, pixel_z, no
                 partial[g % CHAINS] = step(block, kept[i, scans], shifts[i, scans],
                                            scales[i, scans], np.arange(bounds[g], bounds[g + 1]),
                                            *args, partial[g % CHAINS])
-        out.append(finish(_tree([p for p in partial if p is not None]), pixel_z,
-                          _shared(noise), _shared(mask), _shared(registration), data.shape[1]))
+        out.append(finish(_tree([p for p in partial if p is not None]), pixel_z, *shared,
+                          data.shape[1]))
     return out
 
 
