@@ -354,8 +354,8 @@ class AlignPlan:
         correlation : float
             With a mask: the masked normalized cross-correlation of ``image`` and the
             reference at the shift, in [-1, 1] (1: identical up to an affine change of
-            intensity), the peak of the fit through the integer lags about it. Without a mask: NaN (phase correlation measures
-            no likeness).
+            intensity), the peak of the fit through the integer lags about it. Without a
+            mask: NaN (phase correlation measures no likeness).
         """
         image = self._check(image)
         if self.mask is None:
