@@ -228,7 +228,7 @@ def test_bad_frame_stops_the_run_or_is_skipped(run, tmp_path):
     (["reduce", "{run}", "-o", "{tmp}/taken"], "taken"),
     (["reduce", "-o", "{tmp}/out.zarr"], "RAW or --demo"),
     (["reduce", "{run}", "--demo", "-o", "{tmp}/out.zarr"], "RAW or --demo"),
-    (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--cluster", "slurm"], "dask-jobqueue"),
+    (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--cluster", "slurm"], "--cluster slurm"),
     (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--cluster-option", "cores=2"],
      "--cluster-option needs --cluster"),
     (["reduce", "{run}", "-o", "{tmp}/out.zarr", "--scheduler", "tcp://127.0.0.1:1",

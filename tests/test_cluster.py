@@ -31,6 +31,9 @@ from uedflow.datasets import make_run
 
 SHAPE = (64, 64)
 
+# functions of this module run on workers, which cannot import it: send them by value
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
 
 # ---------------------------------------------------------------- data and reference results
 
@@ -252,6 +255,42 @@ def test_local_cluster_defaults_and_context_manager(sources, monkeypatch):
     assert not any(psutil.pid_exists(pid) for pid in pids)
     with pytest.raises(ValueError, match="No clients found"):
         distributed.default_client()  # back to threads
+
+
+def page_faults_per_mib(n=100):
+    """Page faults per allocation and release of a 1 MiB array in this process: about 256
+    when glibc maps and unmaps every such array (``MALLOC_TRIM_THRESHOLD_`` set, which also
+    fixes its memory-map threshold at 128 KiB), about 0 with glibc's defaults."""
+    import resource
+
+    np.ones(2**17)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(n):
+        np.ones(2**17)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / n
+
+
+def worker_environ():
+    """The variables of :data:`uedflow.cluster.WORKER_ENVIRON` in this process."""
+    return {name: os.environ.get(name) for name in uedflow.cluster.WORKER_ENVIRON}
+
+
+def test_local_workers_start_with_the_allocator_defaults(monkeypatch):
+    """connect()'s workers are as fast as threads: no MALLOC_TRIM_THRESHOLD_, even when this
+    process has it (a nanny created here with distributed's defaults leaves it set), so large
+    temporaries do not page-fault; distributed's defaults as the control."""
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    with (distributed.LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                                   dashboard_address=None) as cluster,
+          distributed.Client(cluster, set_as_default=False) as client):
+        (control,) = client.run(page_faults_per_mib).values()
+    with connect(n_workers=1) as client:
+        (environ,) = client.run(worker_environ).values()
+        (faults,) = client.run(page_faults_per_mib).values()
+    assert environ == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1",
+                       "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    assert faults < 16 < 128 < control
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's, restored
 
 
 def test_closing_never_shuts_down_what_was_passed_in(scheduler_address):
