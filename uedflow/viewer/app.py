@@ -1,0 +1,533 @@
+"""The viewer's page: one bokeh Document per browser tab, on a lazily opened reduced store.
+
+Everything shown is computed by :mod:`uedflow.viewer.data` (frames, windows, traces) and the
+``.ued`` accessor (fits, time zero); this module only lays it out and wires the callbacks.
+"""
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+from bokeh.events import MouseMove, RangesUpdate, SelectionGeometry
+from bokeh.layouts import column, row
+from bokeh.models import (
+    BoxSelectTool,
+    Button,
+    ColumnDataSource,
+    CustomJS,
+    DataTable,
+    Div,
+    HTMLTemplateFormatter,
+    LinearColorMapper,
+    LogColorMapper,
+    NumericInput,
+    RadioButtonGroup,
+    Select,
+    Slider,
+    Span,
+    TableColumn,
+    TextInput,
+    Toggle,
+)
+from bokeh.palettes import Category10, RdBu11, Viridis256
+from bokeh.plotting import figure
+
+from ..pipeline.store import open_reduced
+from .data import (
+    check_store,
+    color_limits,
+    mask_window,
+    pattern_image,
+    radius_trace,
+    region_from_box,
+    region_label,
+    region_trace,
+    traces_csv,
+    visible_window,
+)
+
+__all__ = ["Viewer", "build_document", "error_page"]
+
+#: Side of the pattern's plot frame, screen pixels: frames travel downsampled to it.
+PATTERN_SIZE = 560
+COLORS = Category10[10]
+DIVERGING = RdBu11[::-1]  # blue negative, red positive
+MODES = ["linear", "log", "ΔI/I"]
+KINDS = ["rect", "disk", "ring"]
+ERROR_STYLE = "color: #b00020; font-weight: bold; white-space: pre-wrap;"
+
+DOWNLOAD = """
+const text = source.data.text[0];
+if (!text) { return; }
+const blob = new Blob([text], {type: "text/csv"});
+const link = document.createElement("a");
+link.href = URL.createObjectURL(blob);
+link.download = filename;
+document.body.appendChild(link);
+link.click();
+link.remove();
+"""
+
+READOUT = """
+const d = source.data;
+if (!d.image.length) { return; }
+const row = Math.floor(cb_obj.y), col = Math.floor(cb_obj.x);
+if (row < 0 || col < 0 || row >= shape[0] || col >= shape[1]) { div.text = ""; return; }
+const image = d.image[0], f = d.factor[0];
+const i = Math.floor((row - d.y[0]) / f), j = Math.floor((col - d.x[0]) / f);
+const [h, w] = image.shape;
+let value = NaN;
+if (i >= 0 && j >= 0 && i < h && j < w) { value = image[i * w + j]; }
+const r = Math.hypot(row - center[0], col - center[1]);
+let text = `(row, col) = (${row}, ${col}) · ${unit} ${value.toPrecision(4)}`;
+text += ` · r = ${r.toFixed(1)} px`;
+if (qr.length) {
+    const k = Math.min(Math.floor(r), qr.length - 2), t = r - k;
+    text += ` · q = ${(qv[k] * (1 - t) + qv[k + 1] * t).toFixed(3)} 1/Å`;
+}
+div.text = text;
+"""
+
+
+def error_page(store, exc):
+    """A page that says why ``store`` cannot be shown."""
+    message = html.escape(f"{type(exc).__name__}: {exc}")
+    return column(
+        Div(text=f"<h2>uedflow view: {html.escape(str(store))}</h2>"),
+        Div(text=message, name="error", styles={"color": "#b00020", "font-weight": "bold"},
+            width=900))
+
+
+def build_document(doc, store):
+    """Fill a bokeh Document with the viewer of ``store`` (or the reason it cannot be)."""
+    doc.title = f"uedflow view {Path(store).name}"
+    try:
+        ds = open_reduced(store)
+        check_store(ds, store)
+        viewer = Viewer(ds, store)
+    except Exception as exc:  # shown in the page: the store is not viewable
+        doc.add_root(error_page(store, exc))
+        return None
+    doc.add_root(viewer.layout)
+    return viewer
+
+
+def _q_table(ds, shape):
+    """Radii 0, 1, ... px and their q (1/Å) for the cursor readout; empty without a
+    calibration."""
+    calibration = ds.ued.q_calibration
+    if calibration is None:
+        return [], []
+    radius = np.arange(int(np.hypot(*shape)) + 2, dtype=float)
+    return radius.tolist(), np.asarray(calibration.q(radius), dtype=float).tolist()
+
+
+class Viewer:
+    """The widgets and state of one page on a reduced Dataset.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A reduced Dataset, lazy (:func:`uedflow.open_reduced`).
+    store : path-like
+        Where it comes from (shown in the page).
+
+    Attributes
+    ----------
+    layout : bokeh.models.LayoutDOM
+        The page's root.
+    regions : dict
+        ``{name: {"region": dict, "trace": Dataset, "color": str, "renderers": list}}``.
+    """
+
+    def __init__(self, ds, store):
+        self.ds, self.store = ds, Path(store)
+        self.shape = ds.sizes["y"], ds.sizes["x"]
+        self.center = tuple(float(v) for v in ds["center"].values)
+        self.mask = ds["mask"].values.astype(bool) if "mask" in ds else None
+        self.window = (0, self.shape[0], 0, self.shape[1])
+        self.limits = {}
+        self.regions, self.cache, self.count = {}, {}, 0
+        self.fit_renderer = None
+        self._build_pattern()
+        self._build_map()
+        self._build_traces()
+        self._build_controls()
+        self.show_frame()
+        self.layout = column(
+            Div(text=f"<h2>uedflow view: {html.escape(str(self.store))}</h2>"),
+            self.status,
+            row(column(self.pattern_controls, self.pattern, self.readout),
+                column(self.map, self.traces, self.trace_controls, self.table, self.fit_div)))
+
+    # ------------------------------------------------------------------ building
+
+    def _build_pattern(self):
+        ny, nx = self.shape
+        scale = PATTERN_SIZE / max(ny, nx)
+        p = figure(name="pattern", frame_width=round(nx * scale), frame_height=round(ny * scale),
+                   x_range=(0, nx), y_range=(ny, 0), tools="pan,wheel_zoom,box_select,reset,save",
+                   active_drag="box_select", active_scroll="wheel_zoom",
+                   toolbar_location="above", x_axis_label="col (px)", y_axis_label="row (px)")
+        self.frame_source = ColumnDataSource(
+            data={"image": [], "x": [], "y": [], "dw": [], "dh": [], "factor": []},
+            name="frame")
+        self.mappers = {
+            "linear": LinearColorMapper(palette=Viridis256, nan_color="#808080"),
+            "log": LogColorMapper(palette=Viridis256, nan_color="#808080",
+                                  low_color="#000000"),
+            "ΔI/I": LinearColorMapper(palette=DIVERGING, nan_color="#808080")}
+        self.image = p.image(image="image", x="x", y="y", dw="dw", dh="dh",
+                             source=self.frame_source, color_mapper=self.mappers["linear"])
+        self.mask_source = ColumnDataSource(data={"image": [], "x": [], "y": [], "dw": [],
+                                                  "dh": []})
+        self.mask_image = p.image(image="image", x="x", y="y", dw="dw", dh="dh",
+                                  source=self.mask_source, global_alpha=0.45, visible=False,
+                                  color_mapper=LinearColorMapper(palette=["#ff00ff"], low=0,
+                                                                 high=1, nan_color=(0, 0, 0, 0)))
+        row0, col0 = self.center
+        self.center_marker = p.scatter([col0 + 0.5], [row0 + 0.5], marker="cross", size=18,
+                                       line_width=2, color="red")
+        # box selection draws regions: on an empty renderer, so that nothing else is selected
+        selector = p.scatter(x=[], y=[])
+        p.select_one(BoxSelectTool).renderers = [selector]
+        p.on_event(SelectionGeometry, self._on_pattern_box)
+        p.on_event(RangesUpdate, self._on_ranges)
+        self.readout = Div(text="", name="readout", width=PATTERN_SIZE)
+        qr, qv = _q_table(self.ds, self.shape)
+        p.js_on_event(MouseMove, CustomJS(
+            args={"source": self.frame_source, "div": self.readout, "shape": list(self.shape),
+                  "center": list(self.center), "qr": qr, "qv": qv, "unit": "counts"},
+            code=READOUT))
+        self.pattern = p
+
+    def _build_map(self):
+        change = self.ds["radial_change"]
+        radius = change["radius"].values.astype(float)
+        step = float(np.median(np.diff(radius))) if radius.size > 1 else 1.0
+        delays = self.ds["delay"].values
+        n = delays.size
+        values = np.asarray(change.values, dtype=np.float32)
+        low, high = color_limits(values, symmetric=True)
+        p = figure(name="map", width=560, height=300, x_range=(radius[0], radius[-1] + step),
+                   y_range=(0, n), tools="pan,wheel_zoom,xbox_select,reset,save",
+                   active_drag="xbox_select", toolbar_location="above",
+                   x_axis_label="radius (px)", y_axis_label="delay (ps)",
+                   title="radial ΔI/I (drag a radius range)")
+        self.map_source = ColumnDataSource(data={"image": [values]}, name="map_image")
+        p.image(image="image", x=radius[0], y=0, dw=radius[-1] + step - radius[0], dh=n,
+                source=self.map_source, color_mapper=LinearColorMapper(
+                    palette=DIVERGING, low=low, high=high, nan_color="#808080"))
+        ticks = np.unique(np.linspace(0, n - 1, min(n, 8)).round().astype(int))
+        p.yaxis.ticker = [float(t) + 0.5 for t in ticks]
+        p.yaxis.major_label_overrides = {float(t) + 0.5: f"{delays[t]:g}" for t in ticks}
+        self.delay_span = Span(location=0.5, dimension="width", line_color="black",
+                               line_dash="dashed")
+        p.add_layout(self.delay_span)
+        selector = p.scatter(x=[], y=[])
+        p.select_one(BoxSelectTool).renderers = [selector]
+        p.on_event(SelectionGeometry, self._on_map_box)
+        self.radius_step = step
+        self.map = p
+
+    def _build_traces(self):
+        p = figure(name="traces", width=560, height=300, tools="pan,wheel_zoom,box_zoom,reset,save",
+                   toolbar_location="above", x_axis_label="delay (ps)", y_axis_label="ΔI/I",
+                   title="time traces (± standard error)")
+        self.traces = p
+        self.table_source = ColumnDataSource(data={"name": [], "region": [], "color": []},
+                                             name="regions")
+        swatch = HTMLTemplateFormatter(
+            template='<span style="color: <%= value %>; font-size: 150%;">■</span>')
+        self.table = DataTable(source=self.table_source, width=560, height=140,
+                               index_position=None, name="region_table", columns=[
+                                   TableColumn(field="color", title="", width=30,
+                                               formatter=swatch),
+                                   TableColumn(field="name", title="name", width=120),
+                                   TableColumn(field="region", title="region", width=400)])
+        self.csv_source = ColumnDataSource(data={"text": [""]}, name="csv")
+
+    def _build_controls(self):
+        n = self.ds.sizes["delay"]
+        self.status = Div(text="", name="status", width=1140)
+        self.slider = Slider(start=0, end=max(n - 1, 1), value=0, step=1, title="delay",
+                             show_value=False, name="delay", width=300, disabled=n < 2)
+        self.slider.on_change("value", lambda attr, old, new: self.show_frame())
+        self.play = Toggle(label="▶ play", width=70, name="play")
+        self.play.on_change("active", self._on_play)
+        self.mode = RadioButtonGroup(labels=MODES, active=0, name="mode")
+        self.mode.on_change("active", lambda attr, old, new: self._new_limits())
+        self.show_mask = Toggle(label="mask", active=False, width=60, name="show_mask")
+        self.show_mask.on_change("active", lambda attr, old, new: self.show_frame())
+        self.show_center = Toggle(label="centre", active=True, width=60, name="show_center")
+        self.show_center.js_link("active", self.center_marker, "visible")
+        self.kind = Select(options=KINDS, value="rect", width=80, name="kind",
+                           title="region to draw")
+        self.pattern_controls = column(row(self.slider, self.play),
+                                       row(self.mode, self.show_mask, self.show_center,
+                                           self.kind))
+
+        self.remove = Button(label="remove", width=80, name="remove")
+        self.remove.on_click(self._on_remove)
+        self.new_name = TextInput(value="", width=90, placeholder="new name", name="new_name")
+        self.rename = Button(label="rename", width=70, name="rename")
+        self.rename.on_click(self._on_rename)
+        self.fit_button = Button(label="fit", width=60, name="fit", button_type="primary")
+        self.fit_button.on_click(self._on_fit)
+        self.t0 = NumericInput(value=0.0, mode="float", width=90, title="new time zero (ps)",
+                               name="t0")
+        self.shift = Button(label="shift time zero", width=120, name="shift")
+        self.shift.on_click(self._on_shift)
+        self.export = Button(label="export CSV", width=100, name="export")
+        self.export.js_on_event("button_click", CustomJS(
+            args={"source": self.csv_source, "filename": f"{self.store.stem}-traces.csv"},
+            code=DOWNLOAD))
+        self.trace_controls = row(self.remove, self.new_name, self.rename, self.fit_button,
+                                  self.export, self.t0, self.shift)
+        self.fit_div = Div(text="", name="fit_result", width=560)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def mode_name(self):
+        return MODES[self.mode.active]
+
+    def say(self, text, error=False):
+        """Show a message (an error in red) above the plots."""
+        style = ERROR_STYLE if error else "color: #333;"
+        self.status.text = f'<span style="{style}">{html.escape(text)}</span>'
+
+    def _guarded(self, action, *args):
+        """Run ``action``; an error is shown in the page instead of the terminal."""
+        try:
+            action(*args)
+        except Exception as exc:
+            self.say(f"{type(exc).__name__}: {exc}", error=True)
+
+    # ------------------------------------------------------------------ the pattern
+
+    def show_frame(self):
+        """Show the frame of the slider's delay in the current window."""
+        self._guarded(self._show_frame)
+
+    def _show_frame(self):
+        index = int(self.slider.value)
+        delay = float(self.ds["delay"].values[index])
+        self.slider.title = (f"delay {delay:g} ps ({index + 1} of {self.ds.sizes['delay']})")
+        self.delay_span.location = index + 0.5
+        mode = "change" if self.mode_name == "ΔI/I" else "counts"
+        values, factor = pattern_image(self.ds, index, self.window, mode,
+                                       max_pixels=PATTERN_SIZE)
+        key = (self.mode_name, self.window)
+        if key not in self.limits:
+            self.limits = {key: self._limits(values)}
+        mapper = self.mappers[self.mode_name]
+        mapper.low, mapper.high = self.limits[key]
+        self.image.glyph.color_mapper = mapper
+        row0, row1, col0, col1 = self.window
+        place = {"x": [col0], "y": [row0], "dw": [col1 - col0], "dh": [row1 - row0]}
+        self.frame_source.data = {"image": [values], "factor": [factor], **place}
+        if self.show_mask.active and self.mask is not None:
+            self.mask_source.data = {"image": [mask_window(self.mask, self.window, factor)],
+                                     **place}
+        self.mask_image.visible = self.show_mask.active
+
+    def _limits(self, values):
+        if self.mode_name == "ΔI/I":
+            return color_limits(values, symmetric=True)
+        if self.mode_name == "log":
+            positive = values[values > 0]
+            low, high = color_limits(positive) if positive.size else (1.0, 10.0)
+            return max(low, 1e-3), max(high, 2 * max(low, 1e-3))
+        return color_limits(values)
+
+    def _new_limits(self):
+        self.limits = {}
+        self.show_frame()
+
+    def _on_ranges(self, event):
+        window = visible_window(self.shape, event.x0, event.x1, event.y0, event.y1)
+        if window != self.window:
+            self.window = window
+            self.show_frame()
+
+    def _on_play(self, attr, old, new):
+        doc = self.pattern.document
+        if new:
+            self._player = doc.add_periodic_callback(self._advance, 400)
+        elif getattr(self, "_player", None) is not None:
+            doc.remove_periodic_callback(self._player)
+            self._player = None
+
+    def _advance(self):
+        self.slider.value = (int(self.slider.value) + 1) % self.ds.sizes["delay"]
+
+    # ------------------------------------------------------------------ regions
+
+    def _on_pattern_box(self, event):
+        geometry = event.geometry
+        if not event.final or geometry.get("type") != "rect":
+            return
+        region = region_from_box(self.kind.value, geometry["x0"], geometry["x1"],
+                                 geometry["y0"], geometry["y1"], self.center)
+        if region is None:
+            self.say("the box is too small for a region: drag a larger one", error=True)
+            return
+        self._guarded(self.add_region, region)
+
+    def _on_map_box(self, event):
+        geometry = event.geometry
+        if not event.final or geometry.get("type") != "rect":
+            return
+        # the radii whose cells' middles are in the box
+        r1 = round(min(geometry["x0"], geometry["x1"]) - self.radius_step / 2, 3)
+        r2 = round(max(geometry["x0"], geometry["x1"]) - self.radius_step / 2, 3)
+        self._guarded(self.add_region, {"radii": (r1, r2)})
+
+    def trace_of(self, region):
+        """The trace of a region (cached per time zero)."""
+        key = (json.dumps(region), self.ds.ued.time_zero, self.ds["delay"].values[0])
+        if key not in self.cache:
+            if "radii" in region:
+                self.cache[key] = radius_trace(self.ds, *region["radii"])
+            else:
+                self.cache[key] = region_trace(self.ds, region)
+        return self.cache[key]
+
+    def add_region(self, region, name=None):
+        """Add a region: its trace, its outline on the pattern (or the map) and a table row."""
+        trace = self.trace_of(region)
+        self.count += 1
+        name = name or f"R{self.count}"
+        color = COLORS[(self.count - 1) % len(COLORS)]
+        source = ColumnDataSource(name=f"trace-{self.count}")
+        entry = {"region": region, "trace": trace, "color": color, "source": source}
+        entry["renderers"] = [
+            *self._outline(region, color),
+            self.traces.segment(x0="delay", y0="lower", x1="delay", y1="upper", source=source,
+                                line_color=color),
+            self.traces.line(x="delay", y="change", source=source, line_color=color),
+            self.traces.scatter(x="delay", y="change", source=source, color=color, size=6)]
+        self.regions[name] = entry
+        self._fill(entry)
+        self._update_table()
+        self.say(f"{name}: {region_label(region)}")
+        return name
+
+    def _fill(self, entry):
+        trace = entry["trace"]
+        value = trace["change"].values
+        error = trace["change_error"].values
+        entry["source"].data = {"delay": trace["delay"].values, "change": value,
+                                "lower": value - error, "upper": value + error,
+                                "error": error}
+
+    def _outline(self, region, color):
+        (kind, value), = region.items()
+        style = {"line_color": color, "line_width": 2, "fill_alpha": 0}
+        if kind == "rect":
+            row0, row1, col0, col1 = value
+            return [self.pattern.quad(left=col0, right=col1, top=row0, bottom=row1, **style)]
+        if kind == "radii":
+            r1, r2 = value
+            return [self.map.quad(left=r1 + self.radius_step / 2,
+                                  right=r2 + self.radius_step / 2, top=self.ds.sizes["delay"],
+                                  bottom=0, **style)]
+        (row0, col0), *radii = value
+        return [self.pattern.ellipse(x=col0 + 0.5, y=row0 + 0.5, width=2 * r, height=2 * r,
+                                     **style) for r in radii]
+
+    def _update_table(self):
+        names = list(self.regions)
+        self.table_source.data = {
+            "name": names, "color": [self.regions[n]["color"] for n in names],
+            "region": [region_label(self.regions[n]["region"]) for n in names]}
+        self.csv_source.data = {"text": [traces_csv(
+            {n: self.regions[n]["trace"] for n in names}) if names else ""]}
+
+    def _on_rename(self):
+        self._guarded(self.rename_region, self.new_name.value)
+
+    def rename_region(self, new_name, name=None):
+        """Rename a region (default: the selected one)."""
+        name = name or self.selected()
+        new_name = str(new_name).strip()
+        if not new_name:
+            raise ValueError("type the region's new name first")
+        if new_name in self.regions and new_name != name:
+            raise ValueError(f"a region is already named {new_name!r}")
+        self.regions = {new_name if n == name else n: entry
+                        for n, entry in self.regions.items()}
+        self._update_table()
+
+    def selected(self):
+        """The name of the region selected in the table (the last one by default)."""
+        if not self.regions:
+            raise ValueError("no region: drag a box on the pattern or the radial map first")
+        picked = self.table_source.selected.indices
+        names = list(self.regions)
+        return names[picked[0]] if picked else names[-1]
+
+    def _on_remove(self):
+        self._guarded(self.remove_region)
+
+    def remove_region(self, name=None):
+        """Remove a region (default: the selected one) and its plots."""
+        name = name or self.selected()
+        entry = self.regions.pop(name)
+        for renderer in entry["renderers"]:
+            for fig in (self.pattern, self.map, self.traces):
+                if renderer in fig.renderers:
+                    fig.renderers.remove(renderer)
+        self.table_source.selected.indices = []
+        self._update_table()
+        self.say(f"removed {name}")
+
+    # ------------------------------------------------------------------ fit and time zero
+
+    def _on_fit(self):
+        self._guarded(self.fit)
+
+    def fit(self, name=None):
+        """Fit a region's ΔI/I trace (default: the selected one) to one exponential; shows
+        the parameters and the curve."""
+        name = name or self.selected()
+        trace = self.regions[name]["trace"]
+        result = self.ds.ued.fit(trace, var="change")
+        delay = trace["delay"].values
+        t = np.linspace(delay.min(), delay.max(), 400)
+        if self.fit_renderer is not None and self.fit_renderer in self.traces.renderers:
+            self.traces.renderers.remove(self.fit_renderer)
+        self.fit_renderer = self.traces.line(t, result(t), line_color="black",
+                                             line_dash="dashed", line_width=2)
+        rows = "".join(
+            f"<tr><td>{n}</td><td>{result.values[n]:.4g}</td><td>± {result.errors[n]:.2g}"
+            f"{'' if n in result.free else ' (fixed)'}</td></tr>" for n in result.names)
+        self.fit_div.text = (f"<b>fit of {html.escape(name)}</b> (one exponential ⊗ Gaussian "
+                             f"response)<table>{rows}</table>reduced χ² = {result.chi2:.3g}")
+        self.fit_result = result
+        self.t0.value = round(float(result["t0"]), 4)
+        return result
+
+    def _on_shift(self):
+        self._guarded(self.shift_time_zero, self.t0.value)
+
+    def shift_time_zero(self, t0):
+        """Move time zero to ``t0`` (ps, in the current delays): delays, the map and every
+        trace follow."""
+        if t0 is None:
+            raise ValueError("type the new time zero (ps) first")
+        self.ds = self.ds.ued.shift_time_zero(float(t0))
+        delays = self.ds["delay"].values
+        self.map_source.data = {"image": [np.asarray(self.ds["radial_change"].values,
+                                                     dtype=np.float32)]}
+        self.map.yaxis.major_label_overrides = {
+            tick: f"{delays[int(tick - 0.5)]:g}" for tick in self.map.yaxis.ticker.ticks}
+        for entry in self.regions.values():
+            entry["trace"] = self.trace_of(entry["region"])
+            self._fill(entry)
+        self._update_table()
+        self.limits = {}
+        self.show_frame()
+        self.say(f"time zero moved by {float(t0):g} ps")
