@@ -557,6 +557,12 @@ def _export(args):
     print(f"wrote {path}")
 
 
+def _view(args):
+    from .viewer.server import run
+
+    return run(args.store, port=args.port, show=not args.no_browser)
+
+
 def _common():
     """Options that every command takes."""
     common = argparse.ArgumentParser(add_help=False)
@@ -682,6 +688,16 @@ def build_parser():
     p.add_argument("--rows", help="CSV: the dim along the rows (default radius, else delay)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_export)
+
+    # the browser viewer (issue 15)
+    p = sub.add_parser("view", parents=common,
+                       help="view a reduced store in the browser (a local web app)")
+    p.add_argument("store", help="a reduced store")
+    p.add_argument("--port", type=int, default=0,
+                   help="the port on 127.0.0.1 (default: a free one); from another machine, "
+                   "tunnel it: ssh -L PORT:127.0.0.1:PORT HOST")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.set_defaults(func=_view)
     return parser
 
 
