@@ -51,6 +51,8 @@ __all__ = ["Viewer", "build_document", "error_page"]
 
 #: Side of the pattern's plot frame, screen pixels: frames travel downsampled to it.
 PATTERN_SIZE = 560
+#: Room for the y axes of the map and the traces (px): their frames stay aligned and still.
+BORDER = 80
 COLORS = Category10[10]
 DIVERGING = RdBu11[::-1]  # blue negative, red positive
 MODES = ["linear", "log", "ΔI/I"]
@@ -210,7 +212,8 @@ class Viewer:
         n = delays.size
         values = np.asarray(change.values, dtype=np.float32)
         low, high = color_limits(values, symmetric=True)
-        p = figure(name="map", width=560, height=300, x_range=(radius[0], radius[-1] + step),
+        p = figure(name="map", width=560, height=300, min_border_left=BORDER,
+                   x_range=(radius[0], radius[-1] + step),
                    y_range=(0, n), tools="pan,wheel_zoom,xbox_select,reset,save",
                    active_drag="xbox_select", toolbar_location="above",
                    x_axis_label="radius (px)", y_axis_label="delay (ps)",
@@ -232,7 +235,8 @@ class Viewer:
         self.map = p
 
     def _build_traces(self):
-        p = figure(name="traces", width=560, height=300, tools="pan,wheel_zoom,box_zoom,reset,save",
+        p = figure(name="traces", width=560, height=300, min_border_left=BORDER,
+                   tools="pan,wheel_zoom,box_zoom,reset,save",
                    toolbar_location="above", x_axis_label="delay (ps)", y_axis_label="ΔI/I",
                    title="time traces (± standard error)")
         self.traces = p
@@ -381,9 +385,14 @@ class Viewer:
         if not event.final or geometry.get("type") != "rect":
             return
         # the radii whose cells' middles are in the box
-        r1 = round(min(geometry["x0"], geometry["x1"]) - self.radius_step / 2, 3)
-        r2 = round(max(geometry["x0"], geometry["x1"]) - self.radius_step / 2, 3)
-        self._guarded(self.add_region, {"radii": (r1, r2)})
+        low, high = sorted((geometry["x0"], geometry["x1"]))
+        radius = self.ds["radius"].values
+        inside = radius[(radius + self.radius_step / 2 >= low)
+                        & (radius + self.radius_step / 2 <= high)]
+        if not inside.size:
+            self.say("the range holds no radius: drag a wider one", error=True)
+            return
+        self._guarded(self.add_region, {"radii": (float(inside[0]), float(inside[-1]))})
 
     def trace_of(self, region):
         """The trace of a region (cached per time zero)."""

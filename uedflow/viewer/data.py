@@ -160,8 +160,8 @@ def region_from_box(kind, x0, x1, y0, y1, center):
     ----------
     kind : {"rect", "disk", "ring"}
         ``rect``: the pixels inside the box; ``disk``: the disk inscribed in the box;
-        ``ring``: about the pattern's ``center``, between the distances of the box's first and
-        second corner from it (drag from the inner radius to the outer one).
+        ``ring``: about the pattern's ``center``, every radius that the box covers (from the
+        box's nearest point to its farthest corner: drag a narrow box across the ring).
     x0, x1, y0, y1 : float
         The box's corners in plot coordinates, where the pixel ``(row, col)`` covers
         ``row <= y < row + 1`` and ``col <= x < col + 1``.
@@ -181,12 +181,17 @@ def region_from_box(kind, x0, x1, y0, y1, center):
     {'rect': (5, 9, 10, 20)}
     >>> region_from_box("disk", 10, 20, 10, 20, (16, 16))
     {'disk': ((14.5, 14.5), 5.0)}
+    >>> region_from_box("ring", 26.5, 32.5, 15.5, 17.5, (16, 16))
+    {'ring': ((16.0, 16.0), 10.0, 16.0)}
     """
     if kind == "ring":
         row, col = (round(float(v), 2) for v in center)
-        radii = sorted(round(float(np.hypot(y - 0.5 - row, x - 0.5 - col)), 1)
-                       for x, y in ((x0, y0), (x1, y1)))
-        return {"ring": ((row, col), *radii)} if radii[1] - radii[0] >= 0.5 else None
+        rows = sorted((y0 - 0.5, y1 - 0.5))  # in pixel coordinates: the pixels' middles
+        cols = sorted((x0 - 0.5, x1 - 0.5))
+        near = np.hypot(np.clip(row, *rows) - row, np.clip(col, *cols) - col)
+        far = max(np.hypot(r - row, c - col) for r in rows for c in cols)
+        r1, r2 = round(float(near), 1), round(float(far), 1)
+        return {"ring": ((row, col), r1, r2)} if r2 - r1 >= 0.5 else None
     (y0, y1), (x0, x1) = sorted((y0, y1)), sorted((x0, x1))
     if kind == "rect":
         rect = (round(y0), round(y1), round(x0), round(x1))
@@ -265,7 +270,8 @@ def region_trace(ds, region):
 
 def radius_trace(ds, r1, r2):
     """ΔI/I of the radial profiles averaged over the radii ``r1 <= radius <= r2``, against
-    delay, with its standard error (the radii's errors taken as independent).
+    delay, with its standard error (the radii's errors taken as independent; NaN at a delay
+    where the error of a radius with a finite ΔI/I is unknown).
 
     Returns
     -------
@@ -276,9 +282,10 @@ def radius_trace(ds, r1, r2):
     if change.sizes["radius"] == 0:
         raise ValueError(f"no radius between {r1:g} and {r2:g} px")
     error = ds["radial_change_error"].sel(radius=slice(r1, r2))
-    n = np.isfinite(change).sum("radius")
+    finite = np.isfinite(change)
+    squares = (error**2).where(finite, 0.0).sum("radius", skipna=False)  # NaN if one unknown
     out = xr.Dataset({"change": change.mean("radius"),
-                      "change_error": np.sqrt((error**2).sum("radius")) / n})
+                      "change_error": np.sqrt(squares) / finite.sum("radius")})
     out["change"].attrs.update(units="1", long_name="mean relative change of the radial "
                                "profile")
     out["change_error"].attrs.update(units="1", long_name="standard error of the change")
