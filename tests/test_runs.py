@@ -118,7 +118,7 @@ def test_delay_field_parses_signed_decimals(tmp_path, name, delay):
     ("{delay}_{delay}.tif", r"\{delay\} appears twice"),
     ("{scan:fs}_{delay}.tif", r"only \{delay\} takes a unit"),
     ("{delay:min}.tif", r"fs, ps, ns"),
-    ("scan_{scan}.tif", r"needs one of \{delay\} or \{delay_index\}"),
+    ("scan_{scan}.tif", r"needs one of \{delay\}, \{delay_index\} or \{position\}"),
     ({"darks": "dark_{scan}.tif"}, r"darks pattern 'dark_\{scan\}.tif' takes no fields"),
     ({"bright": "b.tif"}, r"Unknown pattern role.*bright.*frames"),
 ])
@@ -203,9 +203,13 @@ def test_two_files_with_the_same_delay_and_scan(lab):
     path, _ = lab
     folder = path / "scan_0001"
     shutil.copy(folder / "pumpon_+001.500ps.tif", folder / "pumpon_1.5ps.tif")
+    files = scan_run(path)  # listed, for uedflow info
+    first, second = folder / "pumpon_1.5ps.tif", folder / "pumpon_+001.500ps.tif"
+    assert files.duplicates == [(1.5, 1, first, second)]  # in natural order
+    assert files.frames[1.5, 1] == first
     with pytest.raises(ValueError, match=r"(?=.*delay 1.5 ps, scan 1: )(?=.*pumpon_1\.5ps\.tif)"
                                          r"(?=.*pumpon_\+001\.500ps\.tif)"):
-        scan_run(path)
+        open_run(path)
 
 
 def test_uedflow_preset_needs_its_manifest(runs, tmp_path):

@@ -18,6 +18,7 @@ import signal
 import sys
 import traceback
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,9 @@ WAIT_WORKERS = 30.0
 
 #: Expected compression of a store (stored bytes over raw bytes), to estimate its size.
 COMPRESSION = 0.5
+
+#: Flags of the run's discovery (:func:`_run_options`): the keys of the config's ``[run]``.
+RUN_FLAGS = ("pattern", "darks", "flats", "pump_off", "ignore", "preset", "delays", "missing")
 
 #: Loggers of libraries whose warnings are noise on the command line (shown with --debug).
 QUIET_LOGGERS = ("tifffile", "asyncio", "distributed", "rsciio")
@@ -136,7 +140,7 @@ def describe_reduced(store, state):
     return "\n".join(lines)
 
 
-def open_source(path, *, chunks=None, missing="raise", skip_bad=False):
+def open_source(path, *, chunks=None, run=None):
     """What the commands read: a run directory through ``open_run``, anything else (a zarr
     store, a folder of frames, a file, a glob pattern) through ``open_stack``.
 
@@ -146,16 +150,42 @@ def open_source(path, *, chunks=None, missing="raise", skip_bad=False):
         Run directory, zarr store, file, directory or glob pattern.
     chunks : int, optional
         Whole frames per chunk.
-    missing, skip_bad
-        As :func:`uedflow.io.open_run` takes them (runs only).
+    run : RunConfig, optional
+        How to open a run (:func:`run_settings`); a directory is a run when it fits a preset
+        or when this gives a pattern, preset or delay table.
 
     Returns
     -------
     stack : xarray.DataArray
     """
-    if Path(path).is_dir() and not is_zarr(Path(path)) and is_run(path):
-        return open_run(path, chunks=chunks, missing=missing, skip_bad=skip_bad)
+    from .pipeline.config import RunConfig
+
+    run = RunConfig() if run is None else run
+    path = Path(path)
+    if path.is_dir() and not is_zarr(path) and (_names_a_run(run) or is_run(path)):
+        return open_run(path, chunks=chunks, **run.open_kwargs())
     return open_stack(path, chunks=chunks)
+
+
+def _names_a_run(run):
+    """Whether ``run`` (a RunConfig) says how the run's files are named."""
+    return run.pattern is not None or run.preset != "auto" or run.delays is not None
+
+
+def run_settings(args, config):
+    """The ``[run]`` section of ``config`` (a ReduceConfig) overridden by the flags of
+    :func:`_run_options`, as a new RunConfig."""
+    flags = {key: getattr(args, key) for key in RUN_FLAGS if getattr(args, key, None) is not None}
+    if getattr(args, "skip_bad", False):
+        flags["skip_bad"] = True
+    return replace(config.run, **flags)
+
+
+def _config(args):
+    """The configuration of ``--config`` (a TOML file), or the default one."""
+    from .pipeline.config import ReduceConfig
+
+    return ReduceConfig.from_toml(args.config) if args.config else ReduceConfig()
 
 
 def _info(args):
@@ -165,8 +195,8 @@ def _info(args):
     if state is not None:
         print(describe_reduced(args.source, state))
         return
-    stack = open_source(args.source, missing="exclude", skip_bad=True)
-    print(describe_run(stack))
+    settings = replace(run_settings(args, _config(args)), missing="exclude", skip_bad=True)
+    print(describe_run(open_source(args.source, run=settings)))
 
 
 def _existing_parent(path):
@@ -282,14 +312,14 @@ def _reduced_nbytes(run, output):
 
 
 def _reduce(args):
-    from .pipeline.config import ReduceConfig
     from .pipeline.quicklook import quicklook
     from .pipeline.reduce import reduce
     from .pipeline.store import existing_state, read_state, write_reduced
 
     if args.demo == (args.raw is not None):
         raise ValueError("give either RAW or --demo")
-    config = ReduceConfig.from_toml(args.config) if args.config else ReduceConfig()
+    config = _config(args)
+    config.run = run_settings(args, config)
     output = Path(args.output).absolute()
     existing_state(output)  # refuse a path that is not a reduced store before any work
     if args.quicklook:
@@ -299,7 +329,7 @@ def _reduce(args):
     # the store is locked, its space checked, before the analysis pass: no other process
     # writes it, and a full disk or an unwritable folder stops the command before any work
     with _scheduler(args), _writer_lock(output, args.argv):
-        run = _open_raw(raw, args.skip_bad)
+        run = _open_raw(raw, config.run)
         print(describe_run(run))
         check_free_space(output, _reduced_nbytes(run, output))
         reduced = reduce(run, config, progress=not args.quiet)
@@ -314,11 +344,12 @@ def _reduce(args):
             print(f"wrote {path}")
 
 
-def _open_raw(path, skip_bad):
-    """A raw run: a run directory, or a zarr store that ``uedflow ingest`` wrote."""
+def _open_raw(path, settings):
+    """A raw run: a run directory (opened as ``settings``, a RunConfig, says), or a zarr store
+    that ``uedflow ingest`` wrote."""
     if Path(path).is_dir() and is_zarr(Path(path)):
         return open_stack(path)
-    return open_run(path, skip_bad=skip_bad)
+    return open_run(path, **settings.open_kwargs())
 
 
 def _demo_raw(output):
@@ -386,7 +417,8 @@ def _ingest(args):
     output = Path(args.output).absolute()
     check_writable(output)
     with _writer_lock(output, args.argv):
-        stack = open_source(args.source, chunks=args.chunk_frames)
+        stack = open_source(args.source, chunks=args.chunk_frames,
+                            run=run_settings(args, _config(args)))
         print(describe(stack))
         check_free_space(output, int(stack.nbytes * COMPRESSION))
         report = to_zarr(stack, output, clevel=args.clevel, overwrite=args.overwrite,
@@ -571,6 +603,41 @@ def _common():
     return common
 
 
+def _run_options():
+    """Options of the commands that open a raw run (info, ingest, reduce): how its files are
+    found and what to do about missing and bad frames (the ``[run]`` section of --config)."""
+    from .io.runs import PRESETS
+
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group(
+        "finding the run's files (flags override the [run] section of --config)")
+    group.add_argument("--pattern", metavar="PATTERN",
+                       help="the frame files, relative to the run folder, with the fields "
+                       "{delay} (ps), {delay:fs}, {delay:ns}, {position} or {delay_index} "
+                       "(through --delays), {scan}, and * for any characters; e.g. "
+                       "'run{scan}/img_*_{delay:fs}fs.tif'")
+    for role, default in (("darks", "dark_image/*.tif"), ("flats", "flat*/*.tif"),
+                          ("pump-off", "pump_off/*.tif"), ("ignore", "mask.tif")):
+        group.add_argument(f"--{role}", dest=role.replace("-", "_"), metavar="PATTERN",
+                           help=f"the {role} files (default: the preset's, {default})"
+                           if role != "ignore" else "image files to leave out silently "
+                           "(default: mask.tif)")
+    group.add_argument("--preset", choices=["auto", *PRESETS],
+                       help="patterns to start from (default: auto, the first that fits)")
+    group.add_argument("--delays", metavar="FILE",
+                       help="delay table of {delay_index} (one delay per line, ps) or "
+                       "{position} (a stage position and its delay in ps per line)")
+    group.add_argument("--missing", choices=["raise", "exclude"],
+                       help="a (delay, scan) without a frame file: stop (raise, the default) "
+                       "or go on without it (exclude)")
+    group.add_argument("--skip-bad", action="store_true", default=None,
+                       help="go on without unreadable, truncated or undecodable frames, frames "
+                       "that are folders, and folders that cannot be listed, instead of "
+                       "stopping; they are listed in the provenance. Compressed frames are "
+                       "decoded once at open to find them")
+    return options
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="uedflow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -588,16 +655,19 @@ def build_parser():
                    help="replace an existing DIR/run.zarr that differs from the demo run")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("info", parents=common,
+    run = [*common, _run_options()]
+    p = sub.add_parser("info", parents=run,
                        help="summarise a raw run, a source of frames or a reduced store")
     p.add_argument("source", help="run directory, reduced store, file, directory, glob "
                    "pattern or zarr store (every bad or unreadable file of a run is listed: "
                    "compressed frames are decoded to find them)")
+    p.add_argument("--config", help="reduction configuration (TOML): its [run] section")
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("ingest", parents=common,
+    p = sub.add_parser("ingest", parents=run,
                        help="stream a raw stack into a compressed zarr store")
     p.add_argument("source", help="file, directory, glob pattern, run directory or zarr store")
+    p.add_argument("--config", help="reduction configuration (TOML): its [run] section")
     p.add_argument("-o", "--output", required=True, help="the zarr store to write")
     p.add_argument("--clevel", type=int, default=5, help="zstd level, 1-9 (default 5)")
     p.add_argument("--chunk-frames", type=int, default=None, help="frames per dask chunk")
@@ -605,7 +675,7 @@ def build_parser():
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_ingest)
 
-    p = sub.add_parser("reduce", parents=common,
+    p = sub.add_parser("reduce", parents=run,
                        help="reduce a raw run into a zarr store (resumable)")
     p.add_argument("raw", nargs="?", help="run directory, or a zarr store from uedflow ingest")
     p.add_argument("-o", "--output", required=True, help="the reduced zarr store to write")
@@ -619,10 +689,6 @@ def build_parser():
     p.add_argument("--cluster", choices=["slurm"], help="start a cluster (dask-jobqueue)")
     p.add_argument("--cluster-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option of the cluster, e.g. cores=8 (repeatable)")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="exclude unreadable, truncated or undecodable frames (and other files "
-                   "and folders) instead of stopping; they are listed in the provenance. "
-                   "Compressed frames are decoded once at open to find them")
     p.add_argument("--quicklook", action="store_true", help="also write quick-look PNGs")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing reduced store (and quick-look PNGs)")

@@ -101,6 +101,65 @@ class _Section:
         """Check the types and ranges of the keys; raise ValueError naming the key."""
 
 
+#: Roles of the files of a run whose pattern the ``[run]`` section may give (``pattern`` is
+#: the frames'), as :func:`uedflow.io.open_run` names them.
+RUN_ROLES = ("darks", "flats", "pump_off", "ignore")
+
+
+def _delay_table(value):
+    """``[run] delays``: a file (path), a list of delays, or a table of positions to delays."""
+    if _off(value, True):
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, list | tuple) and value and all(map(_is_number, value)):
+        return [float(v) for v in value]
+    if isinstance(value, Mapping) and value and all(map(_is_number, value.values())):
+        try:
+            return {str(k): float(v) for k, v in value.items() if float(k) == float(k)}
+        except (TypeError, ValueError):
+            pass
+    raise _error("run", "delays", "a delay table file, a list of delays (ps), a table of "
+                 "stage positions to delays (ps), or false", value)
+
+
+@dataclass
+class RunConfig(_Section):
+    """How the raw run is found and opened (:func:`uedflow.io.open_run`): the frame pattern
+    and the patterns of the other roles (None: the preset's), the preset, the delay table of
+    ``{delay_index}`` or ``{position}``, and what to do about missing and bad frames."""
+
+    pattern: str | None = None
+    darks: str | None = None
+    flats: str | None = None
+    pump_off: str | None = None
+    ignore: str | None = None
+    preset: str = "auto"
+    delays: str | list | dict | None = None
+    missing: str = "raise"
+    skip_bad: bool = False
+
+    def validate(self):
+        from ..io.runs import PRESETS
+
+        for key in ("pattern", *RUN_ROLES):
+            setattr(self, key, _string("run", key, getattr(self, key), optional=True))
+        self.preset = _string("run", "preset", self.preset, ("auto", *PRESETS))
+        self.delays = _delay_table(self.delays)
+        self.missing = _string("run", "missing", self.missing, ("raise", "exclude"))
+        self.skip_bad = _bool("run", "skip_bad", self.skip_bad)
+
+    def open_kwargs(self):
+        """The keyword arguments of :func:`uedflow.io.open_run` that this section gives."""
+        patterns = {role: getattr(self, role) for role in RUN_ROLES if getattr(self, role)}
+        if self.pattern is not None:
+            patterns["frames"] = self.pattern
+        return {"pattern": patterns or None, "preset": self.preset, "delays": self.delays,
+                "missing": self.missing, "skip_bad": self.skip_bad}
+
+
 @dataclass
 class DarkConfig(_Section):
     """Dark subtraction: the mean of the run's dark frames (``run.attrs["darks"]``)."""
@@ -336,6 +395,7 @@ class ReduceConfig:
     ValueError: [reject] exclude_scans: scan 7 is not in the run (scans: 0, 1, 2)
     """
 
+    run: RunConfig = field(default_factory=RunConfig)
     dark: DarkConfig = field(default_factory=DarkConfig)
     flat: FlatConfig = field(default_factory=FlatConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
