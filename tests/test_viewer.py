@@ -4,6 +4,10 @@ shows is checked against the store, pixel by pixel on screenshots where it is an
 import io
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -14,6 +18,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 import uedflow.pipeline  # noqa: F401  (registers the Dataset accessor)
+from uedflow.analysis import QCalibration
 from uedflow.datasets import make_run
 from uedflow.io.runs import open_run
 from uedflow.pipeline import open_reduced, reduce, write_reduced
@@ -116,8 +121,8 @@ def sample(shot, box, rows, cols):
 
 def mapper_limits(page):
     return page.evaluate(f"""() => {{
-        const m = {MODEL.format("pattern")}.renderers.find(r => r.glyph.type == "Image")
-            .glyph.color_mapper;
+        const m = {MODEL.format("pattern")}.renderers.find(r => r.glyph.type == "Image"
+            && r.visible).glyph.color_mapper;
         return [m.low, m.high];
     }}""")
 
@@ -151,7 +156,7 @@ def test_page_is_local_and_shows_the_pattern_and_the_map(browser, viewer, ds):
     d, r = np.indices(change.shape).reshape(2, -1)
     xs, ys = to_page(box, radius[r] + 0.5, d + 0.5)
     pixels = shot[np.round(ys).astype(int), np.round(xs).astype(int)]
-    index, distance = palette_index(pixels, RdBu11[::-1])
+    index, distance = palette_index(pixels, RdBu11)
     valid = np.isfinite(change.ravel())
     limit = np.nanpercentile(np.abs(change), 99.5)
     expected = np.clip(((change.ravel() + limit) / (2 * limit) * 11).astype(int), 0, 10)
@@ -335,9 +340,182 @@ def test_stores_that_cannot_be_shown_are_explained_in_the_page(browser, store, t
         assert message in text and str(path.name) in text, text
 
 
-def test_an_error_in_a_callback_is_shown_in_the_page(browser, viewer):
+def mapper(page):
+    return page.evaluate(f"""() => {{
+        const m = {MODEL.format("pattern")}.renderers.find(r => r.glyph.type == "Image"
+            && r.visible).glyph.color_mapper;
+        return [m.type, m.low, m.high];
+    }}""")
+
+
+def test_change_log_mask_and_centre(browser, viewer, ds):
     page, _ = open_page(browser, viewer.url)
-    click(page, "fit")
-    wait(page, f"{MODEL.format('status')}.text.includes('no region')")
-    assert "#b00020" in page.evaluate(f"{MODEL.format('status')}.text")  # in red
+    box = frame_box(page, "pattern")
+    rows, cols = np.indices(SHAPE).reshape(2, -1)
+    frame = ds["diffraction"].isel(delay=0).values
+    linear = sample(screenshot(page), box, rows, cols)
+
+    # the centre is marked, and the marker goes with its toggle
+    row, col = ds["center"].values
+    centre = sample(screenshot(page), box, np.array([row]), np.array([col]))[0]
+    assert centre[0] > 200 and centre[1:].max() < 80, centre
+    click(page, "centre")
+    page.wait_for_timeout(300)
+    centre = sample(screenshot(page), box, np.array([row]), np.array([col]))[0]
+    assert not (centre[0] > 200 and centre[1:].max() < 80), centre
+
+    # ΔI/I against the equilibrium, in a symmetric diverging scale
+    click(page, "ΔI/I")
+    wait(page, f"{MODEL.format('mode')}.active == 2")
+    page.wait_for_timeout(500)
+    kind, low, high = mapper(page)
+    assert kind == "LinearColorMapper" and low == pytest.approx(-high)
+    equilibrium = ds["equilibrium"].values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = np.where(equilibrium > 0, frame / equilibrium - 1, np.nan)
+    np.testing.assert_allclose(frame_values(page).reshape(SHAPE), change, rtol=1e-5,
+                               atol=1e-6)
+    finite = np.isfinite(change.ravel())
+    index, _ = palette_index(sample(screenshot(page), box, rows, cols), RdBu11)
+    expected = np.clip(np.nan_to_num((change.ravel() - low) / (high - low) * 11), 0, 10)
+    assert np.mean(np.abs(index - expected.astype(int))[finite] <= 1) > 0.9
+
+    # log: the counts' logarithm between the limits (below: black)
+    click(page, "log")
+    wait(page, f"{MODEL.format('mode')}.active == 1")
+    page.wait_for_timeout(500)
+    kind, low, high = mapper(page)
+    assert kind == "LogColorMapper" and 0 < low < high
+    index, _ = palette_index(sample(screenshot(page), box, rows, cols), Viridis256)
+    above = frame.ravel() >= low
+    expected = np.clip(((np.log(frame.ravel()[above]) - np.log(low))
+                        / (np.log(high) - np.log(low)) * 256).astype(int), 0, 255)
+    assert np.mean(np.abs(index[above] - expected) <= 3) > 0.95
+    assert np.mean(above) > 0.3
+
+    # the mask overlay tints the masked pixels only
+    click(page, "linear")
+    click(page, "mask")
+    wait(page, f"{MODEL.format('show_mask')}.active")
+    page.wait_for_timeout(500)
+    tinted = sample(screenshot(page), box, rows, cols)
+    masked = ~ds["mask"].values.ravel()
+    difference = np.abs(tinted - linear).max(-1)
+    assert masked.sum() > 100
+    assert np.mean(difference[masked] > 40) > 0.95
+    assert np.mean(difference[~masked] < 4) > 0.98
     page.close()
+
+
+def test_cursor_readout_and_an_error_of_a_button(browser, viewer, ds):
+    page, _ = open_page(browser, viewer.url)
+    click(page, "fit")  # no region yet: said in red in the page
+    wait(page, f"{MODEL.format('status')}.text.includes('no region')")
+    assert "#b00020" in page.evaluate(f"{MODEL.format('status')}.text")
+    page.mouse.move(*to_page(frame_box(page, "pattern"), 30.5, 70.5))
+    wait(page, f"{MODEL.format('readout')}.text.includes('(70, 30)')")
+    text = page.evaluate(f"{MODEL.format('readout')}.text")
+    value, radius = (float(v) for v in re.search(r"counts ([-\d.e+]+) · r = ([\d.]+) px",
+                                                  text).groups())
+    assert value == pytest.approx(float(ds["diffraction"][0, 70, 30]), rel=1e-3)
+    row, col = ds["center"].values
+    assert radius == pytest.approx(np.hypot(70 - row, 30 - col), abs=0.06)
+    assert "q =" not in text   # no calibration
+    page.close()
+
+
+def test_remove_play_and_shift_time_zero(browser, viewer, ds):
+    page, _ = open_page(browser, viewer.url)
+    drag(page, "pattern", (20, 70), (35, 80))
+    wait(page, f"{MODEL.format('regions')}.data.region.length == 1")
+    drag(page, "pattern", (60, 20), (70, 30))
+    wait(page, f"{MODEL.format('regions')}.data.region.length == 2")
+    lines = "Bokeh.index.find_one({}).model.renderers.filter(r => r.glyph.type == 'Line').length"
+    assert page.evaluate(lines.format(MODEL.format("traces"))) == 2
+    page.locator(".slick-cell", has_text="R1").first.click()
+    wait(page, f"{MODEL.format('regions')}.selected.indices.length == 1")
+    click(page, "remove")
+    wait(page, f"{MODEL.format('regions')}.data.name.length == 1")
+    assert page.evaluate(f"{MODEL.format('regions')}.data.name") == ["R2"]
+    assert page.evaluate(lines.format(MODEL.format("traces"))) == 1
+    assert "R1" not in page.evaluate(f"{MODEL.format('csv')}.data.text[0]")
+
+    # time zero moved: the delays, and the trace against the new equilibrium
+    assert regions(page) == ["rect rows 20:30, cols 60:70"]
+    rect = (20, 30, 60, 70)
+    page.locator("input[inputmode='decimal'], .bk-input[type='text']").last.fill("0.5")
+    page.keyboard.press("Enter")
+    wait(page, f"{MODEL.format('t0')}.value == 0.5")
+    click(page, "shift time zero")
+    wait(page, f"{MODEL.format('status')}.text.includes('time zero moved')")
+    shifted = ds.ued.shift_time_zero(0.5)
+    expected = shifted.ued.time_series(rect=rect, change=True).compute()
+    source = MODEL.format("trace-2")
+    np.testing.assert_allclose(page.evaluate(f"Array.from({source}.data.delay)"),
+                               ds["delay"].values - 0.5)
+    np.testing.assert_allclose(trace(page, 2)[0], expected["change"].values, rtol=1e-6)
+    assert not np.allclose(expected["change"].values,
+                           ds.ued.time_series(rect=rect, change=True)["change"].values)
+
+    # play: the delay advances by itself, and stops
+    click(page, "▶ play")
+    wait(page, f"{MODEL.format('delay')}.value >= 2")
+    click(page, "▶ play")
+    page.wait_for_timeout(600)
+    stopped = page.evaluate(f"{MODEL.format('delay')}.value")
+    page.wait_for_timeout(900)
+    assert page.evaluate(f"{MODEL.format('delay')}.value") == stopped
+    page.close()
+
+
+def test_png_export_of_the_figures(browser, viewer, tmp_path):
+    page, _ = open_page(browser, viewer.url)
+    downloads = []
+    page.on("download", lambda download: downloads.append(download))
+    click(page, "export PNG")
+    for _ in range(150):
+        if len(downloads) == 4:
+            break
+        page.wait_for_timeout(100)
+    names = sorted(d.suggested_filename for d in downloads)
+    assert names == [f"reduced-{n}.png" for n in ("map", "pattern", "profile", "traces")]
+    pattern = next(d for d in downloads if d.suggested_filename.endswith("pattern.png"))
+    pattern.save_as(tmp_path / "pattern.png")
+    pixels = np.asarray(Image.open(tmp_path / "pattern.png").convert("RGB"), dtype=float)
+    index, distance = palette_index(pixels[::4, ::4], Viridis256)
+    near = distance < 6
+    assert near.mean() > 0.3 and len(set(index[near])) > 100   # the pattern, not a blank
+    page.close()
+
+
+def test_q_on_the_profile_and_under_the_cursor(browser, store, ds):
+    calibration = QCalibration.from_reflections([20.0], q=[1.0])   # q = radius / 20
+    with serve(store, q_calibration=calibration) as server:
+        page, _ = open_page(browser, server.url)
+        np.testing.assert_allclose(
+            page.evaluate(f"Array.from({MODEL.format('profile_data')}.data.x)"),
+            ds["radius"].values / 20)
+        page.mouse.move(*to_page(frame_box(page, "pattern"), 30.5, 70.5))
+        wait(page, f"{MODEL.format('readout')}.text.includes('q =')")
+        text = page.evaluate(f"{MODEL.format('readout')}.text")
+        radius, q = (float(v) for v in re.search(r"r = ([\d.]+) px · q = ([\d.]+)",
+                                                 text).groups())
+        assert q == pytest.approx(radius / 20, abs=2e-3)
+        drag(page, "profile", (19.7 / 20, 0), (25.3 / 20, 0))
+        wait(page, f"{MODEL.format('regions')}.data.region.length == 1")
+        assert regions(page) == ["radii 20 to 25"]
+        page.close()
+
+
+def test_the_view_command_serves_until_interrupted(store):
+    process = subprocess.Popen([sys.executable, "-m", "uedflow", "view", str(store),
+                                "--no-browser"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group()
+        with urllib.request.urlopen(url, timeout=20) as response:
+            assert response.status == 200 and "bokeh" in response.read().decode()
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=20)
+    assert process.returncode == 0 and "stopped" in out

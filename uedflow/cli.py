@@ -592,7 +592,8 @@ def _export(args):
 def _view(args):
     from .viewer.server import run
 
-    return run(args.store, port=args.port, show=not args.no_browser)
+    return run(args.store, port=args.port, show=not args.no_browser,
+               q_calibration=_q_calibration(args))
 
 
 def _common():
@@ -763,6 +764,9 @@ def build_parser():
                    help="the port on 127.0.0.1 (default: a free one); from another machine, "
                    "tunnel it: ssh -L PORT:127.0.0.1:PORT HOST")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.add_argument("--energy", type=float, help="electron energy (keV), for q")
+    p.add_argument("--camera-length", type=float, help="camera length (m), for q")
+    p.add_argument("--pixel-size", type=float, help="detector pixel size (m), for q")
     p.set_defaults(func=_view)
     return parser
 

@@ -12,6 +12,7 @@ import numpy as np
 from bokeh.events import MouseMove, RangesUpdate, SelectionGeometry
 from bokeh.layouts import column, row
 from bokeh.models import (
+    BoxAnnotation,
     BoxSelectTool,
     Button,
     ColumnDataSource,
@@ -54,7 +55,7 @@ PATTERN_SIZE = 560
 #: Room for the y axes of the map and the traces (px): their frames stay aligned and still.
 BORDER = 80
 COLORS = Category10[10]
-DIVERGING = RdBu11[::-1]  # blue negative, red positive
+DIVERGING = RdBu11  # blue negative, red positive
 MODES = ["linear", "log", "ΔI/I"]
 KINDS = ["rect", "disk", "ring"]
 ERROR_STYLE = "color: #b00020; font-weight: bold; white-space: pre-wrap;"
@@ -69,6 +70,21 @@ link.download = filename;
 document.body.appendChild(link);
 link.click();
 link.remove();
+"""
+
+SAVE_PNG = """
+(async () => {
+    for (const [figure, name] of figures) {
+        const view = Bokeh.index.find_one(figure);
+        const blob = await view.export("png").to_blob();
+        const link = document.createElement("a");
+        link.href = URL.createObjectURL(blob);
+        link.download = `${stem}-${name}.png`;
+        document.body.appendChild(link);
+        link.click();
+        link.remove();
+    }
+})();
 """
 
 READOUT = """
@@ -101,12 +117,16 @@ def error_page(store, exc):
             width=900))
 
 
-def build_document(doc, store):
-    """Fill a bokeh Document with the viewer of ``store`` (or the reason it cannot be)."""
+def build_document(doc, store, q_calibration=None):
+    """Fill a bokeh Document with the viewer of ``store`` (or the reason it cannot be);
+    ``q_calibration``: a :class:`uedflow.analysis.QCalibration` for q on the profiles and the
+    cursor readout."""
     doc.title = f"uedflow view {Path(store).name}"
     try:
         ds = open_reduced(store)
         check_store(ds, store)
+        if q_calibration is not None:
+            ds = ds.ued.calibrate_q(q_calibration)
         viewer = Viewer(ds, store)
     except Exception as exc:  # shown in the page: the store is not viewable
         doc.add_root(error_page(store, exc))
@@ -154,13 +174,15 @@ class Viewer:
         self.fit_renderer = None
         self._build_pattern()
         self._build_map()
+        self._build_profile()
         self._build_traces()
         self._build_controls()
         self.show_frame()
         self.layout = column(
-            Div(text=f"<h2>uedflow view: {html.escape(str(self.store))}</h2>"),
+            row(Div(text=f"<h2>uedflow view: {html.escape(str(self.store))}</h2>"),
+                self.save_png),
             self.status,
-            row(column(self.pattern_controls, self.pattern, self.readout),
+            row(column(self.pattern_controls, self.pattern, self.readout, self.profile),
                 column(self.map, self.traces, self.trace_controls, self.table, self.fit_div)))
 
     # ------------------------------------------------------------------ building
@@ -169,6 +191,7 @@ class Viewer:
         ny, nx = self.shape
         scale = PATTERN_SIZE / max(ny, nx)
         p = figure(name="pattern", frame_width=round(nx * scale), frame_height=round(ny * scale),
+                   min_border_left=BORDER,
                    x_range=(0, nx), y_range=(ny, 0), tools="pan,wheel_zoom,box_select,reset,save",
                    active_drag="box_select", active_scroll="wheel_zoom",
                    toolbar_location="above", x_axis_label="col (px)", y_axis_label="row (px)")
@@ -180,8 +203,11 @@ class Viewer:
             "log": LogColorMapper(palette=Viridis256, nan_color="#808080",
                                   low_color="#000000"),
             "ΔI/I": LinearColorMapper(palette=DIVERGING, nan_color="#808080")}
-        self.image = p.image(image="image", x="x", y="y", dw="dw", dh="dh",
-                             source=self.frame_source, color_mapper=self.mappers["linear"])
+        # one image per scale, sharing the frame: a glyph's colour mapper cannot be swapped
+        self.images = {mode: p.image(image="image", x="x", y="y", dw="dw", dh="dh",
+                                     source=self.frame_source, color_mapper=mapper,
+                                     visible=mode == "linear", name=f"image-{mode}")
+                       for mode, mapper in self.mappers.items()}
         self.mask_source = ColumnDataSource(data={"image": [], "x": [], "y": [], "dw": [],
                                                   "dh": []})
         self.mask_image = p.image(image="image", x="x", y="y", dw="dw", dh="dh",
@@ -204,15 +230,21 @@ class Viewer:
             code=READOUT))
         self.pattern = p
 
+    def _load_radial(self):
+        """The radial ΔI/I and its error, in memory (delays × radii: small)."""
+        self.radial = np.asarray(self.ds["radial_change"].values, dtype=np.float32)
+        self.radial_error = np.asarray(self.ds["radial_change_error"].values, dtype=np.float32)
+
     def _build_map(self):
+        self._load_radial()
         change = self.ds["radial_change"]
         radius = change["radius"].values.astype(float)
         step = float(np.median(np.diff(radius))) if radius.size > 1 else 1.0
         delays = self.ds["delay"].values
         n = delays.size
-        values = np.asarray(change.values, dtype=np.float32)
+        values = self.radial
         low, high = color_limits(values, symmetric=True)
-        p = figure(name="map", width=560, height=300, min_border_left=BORDER,
+        p = figure(name="map", width=560, height=280, min_border_left=BORDER,
                    x_range=(radius[0], radius[-1] + step),
                    y_range=(0, n), tools="pan,wheel_zoom,xbox_select,reset,save",
                    active_drag="xbox_select", toolbar_location="above",
@@ -234,8 +266,26 @@ class Viewer:
         self.radius_step = step
         self.map = p
 
+    def _build_profile(self):
+        """The radial ΔI/I at the slider's delay, against q when calibrated, else radius."""
+        self.profile_x = "q" if "q" in self.ds.coords else "radius"
+        label = "q (1/Å)" if self.profile_x == "q" else "radius (px)"
+        p = figure(name="profile", frame_width=self.pattern.frame_width, height=240,
+                   min_border_left=BORDER,
+                   tools="pan,wheel_zoom,xbox_select,reset,save", active_drag="xbox_select",
+                   toolbar_location="above", x_axis_label=label, y_axis_label="ΔI/I",
+                   title=f"radial ΔI/I at the delay (drag a {self.profile_x} range)")
+        self.profile_source = ColumnDataSource(name="profile_data", data={
+            "x": [], "change": [], "lower": [], "upper": []})
+        p.segment(x0="x", y0="lower", x1="x", y1="upper", source=self.profile_source,
+                  line_color="#999999")
+        p.line(x="x", y="change", source=self.profile_source, line_color="black")
+        selector = p.scatter(x=[], y=[])
+        p.select_one(BoxSelectTool).renderers = [selector]
+        p.on_event(SelectionGeometry, self._on_profile_box)
+        self.profile = p
     def _build_traces(self):
-        p = figure(name="traces", width=560, height=300, min_border_left=BORDER,
+        p = figure(name="traces", width=560, height=280, min_border_left=BORDER,
                    tools="pan,wheel_zoom,box_zoom,reset,save",
                    toolbar_location="above", x_axis_label="delay (ps)", y_axis_label="ΔI/I",
                    title="time traces (± standard error)")
@@ -287,6 +337,11 @@ class Viewer:
         self.export.js_on_event("button_click", CustomJS(
             args={"source": self.csv_source, "filename": f"{self.store.stem}-traces.csv"},
             code=DOWNLOAD))
+        self.save_png = Button(label="export PNG", width=100, name="save_png")
+        self.save_png.js_on_event("button_click", CustomJS(
+            args={"figures": [[self.pattern, "pattern"], [self.map, "map"],
+                              [self.profile, "profile"], [self.traces, "traces"]],
+                  "stem": self.store.stem}, code=SAVE_PNG))
         self.trace_controls = row(self.remove, self.new_name, self.rename, self.fit_button,
                                   self.export, self.t0, self.shift)
         self.fit_div = Div(text="", name="fit_result", width=560)
@@ -320,6 +375,9 @@ class Viewer:
         delay = float(self.ds["delay"].values[index])
         self.slider.title = (f"delay {delay:g} ps ({index + 1} of {self.ds.sizes['delay']})")
         self.delay_span.location = index + 0.5
+        change, error = self.radial[index], self.radial_error[index]
+        self.profile_source.data = {"x": self.ds[self.profile_x].values, "change": change,
+                                    "lower": change - error, "upper": change + error}
         mode = "change" if self.mode_name == "ΔI/I" else "counts"
         values, factor = pattern_image(self.ds, index, self.window, mode,
                                        max_pixels=PATTERN_SIZE)
@@ -328,7 +386,8 @@ class Viewer:
             self.limits = {key: self._limits(values)}
         mapper = self.mappers[self.mode_name]
         mapper.low, mapper.high = self.limits[key]
-        self.image.glyph.color_mapper = mapper
+        for name, image in self.images.items():
+            image.visible = name == self.mode_name
         row0, row1, col0, col1 = self.window
         place = {"x": [col0], "y": [row0], "dw": [col1 - col0], "dh": [row1 - row0]}
         self.frame_source.data = {"image": [values], "factor": [factor], **place}
@@ -381,18 +440,23 @@ class Viewer:
         self._guarded(self.add_region, region)
 
     def _on_map_box(self, event):
+        # the radii whose cells' middles are in the box
+        self._on_radius_box(event, self.ds["radius"].values + self.radius_step / 2)
+
+    def _on_profile_box(self, event):
+        self._on_radius_box(event, self.ds[self.profile_x].values)
+
+    def _on_radius_box(self, event, positions):
+        """A radius range: the radii whose ``positions`` (along the x axis) are in the box."""
         geometry = event.geometry
         if not event.final or geometry.get("type") != "rect":
             return
-        # the radii whose cells' middles are in the box
         low, high = sorted((geometry["x0"], geometry["x1"]))
-        radius = self.ds["radius"].values
-        inside = radius[(radius + self.radius_step / 2 >= low)
-                        & (radius + self.radius_step / 2 <= high)]
-        if not inside.size:
+        radius = self.ds["radius"].values[(positions >= low) & (positions <= high)]
+        if not radius.size:
             self.say("the range holds no radius: drag a wider one", error=True)
             return
-        self._guarded(self.add_region, {"radii": (float(inside[0]), float(inside[-1]))})
+        self._guarded(self.add_region, {"radii": (float(radius[0]), float(radius[-1]))})
 
     def trace_of(self, region):
         """The trace of a region (cached per time zero)."""
@@ -440,9 +504,15 @@ class Viewer:
             return [self.pattern.quad(left=col0, right=col1, top=row0, bottom=row1, **style)]
         if kind == "radii":
             r1, r2 = value
+            radius = self.ds["radius"].values
+            x = self.ds[self.profile_x].values
+            band = BoxAnnotation(left=float(np.interp(r1, radius, x)),
+                                 right=float(np.interp(r2, radius, x)), fill_color=color,
+                                 fill_alpha=0.15, line_alpha=0)
+            self.profile.add_layout(band)
             return [self.map.quad(left=r1 + self.radius_step / 2,
                                   right=r2 + self.radius_step / 2, top=self.ds.sizes["delay"],
-                                  bottom=0, **style)]
+                                  bottom=0, **style), band]
         (row0, col0), *radii = value
         return [self.pattern.ellipse(x=col0 + 0.5, y=row0 + 0.5, width=2 * r, height=2 * r,
                                      **style) for r in radii]
@@ -486,9 +556,10 @@ class Viewer:
         name = name or self.selected()
         entry = self.regions.pop(name)
         for renderer in entry["renderers"]:
-            for fig in (self.pattern, self.map, self.traces):
-                if renderer in fig.renderers:
-                    fig.renderers.remove(renderer)
+            for fig in (self.pattern, self.map, self.profile, self.traces):
+                for drawn in (fig.renderers, fig.center):
+                    if renderer in drawn:
+                        drawn.remove(renderer)
         self.table_source.selected.indices = []
         self._update_table()
         self.say(f"removed {name}")
@@ -529,8 +600,8 @@ class Viewer:
             raise ValueError("type the new time zero (ps) first")
         self.ds = self.ds.ued.shift_time_zero(float(t0))
         delays = self.ds["delay"].values
-        self.map_source.data = {"image": [np.asarray(self.ds["radial_change"].values,
-                                                     dtype=np.float32)]}
+        self._load_radial()
+        self.map_source.data = {"image": [self.radial]}
         self.map.yaxis.major_label_overrides = {
             tick: f"{delays[int(tick - 0.5)]:g}" for tick in self.map.yaxis.ticker.ticks}
         for entry in self.regions.values():

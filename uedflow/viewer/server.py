@@ -30,8 +30,9 @@ class ViewerServer:
     port : int
     """
 
-    def __init__(self, store, port, address):
+    def __init__(self, store, port, address, q_calibration=None):
         self.store, self.port, self.address = Path(store), port, address
+        self.q_calibration = q_calibration
         self.url = f"http://{address}:{port}/"
         self._loop = self._server = None
         self._ready = threading.Event()
@@ -53,7 +54,8 @@ class ViewerServer:
             settings.resources.set_value("server")  # BokehJS from this server, never a CDN
         try:
             self._loop = IOLoop.current()
-            app = Application(FunctionHandler(partial(build_document, store=self.store)))
+            app = Application(FunctionHandler(partial(build_document, store=self.store,
+                                                      q_calibration=self.q_calibration)))
             origins = [f"{self.address}:{self.port}", f"localhost:{self.port}"]
             self._server = Server({"/": app}, io_loop=self._loop, address=self.address,
                                   port=self.port, allow_websocket_origin=origins)
@@ -100,7 +102,7 @@ class ViewerServer:
         return f"<uedflow viewer of '{self.store}' at {self.url} ({state})>"
 
 
-def serve(store, *, port=0, address=ADDRESS, show=False):
+def serve(store, *, port=0, address=ADDRESS, show=False, q_calibration=None):
     """Serve the viewer of a reduced store, in a background thread.
 
     The store is opened (lazily, with :func:`uedflow.open_reduced`) by each page that
@@ -117,6 +119,9 @@ def serve(store, *, port=0, address=ADDRESS, show=False):
         machine, tunnel with ``ssh -L PORT:127.0.0.1:PORT HOST`` and the same ``PORT``).
     show : bool, optional
         Open the page in a web browser.
+    q_calibration : uedflow.analysis.QCalibration, optional
+        Show q: the profiles against q, and q under the cursor (default: the store's own
+        calibration, if its provenance has one).
 
     Returns
     -------
@@ -142,13 +147,13 @@ def serve(store, *, port=0, address=ADDRESS, show=False):
     except ImportError:
         raise ImportError('the viewer needs bokeh: pip install "uedflow[viewer]"') from None
     port = int(port) or _free_port(address)
-    server = ViewerServer(store, port, address).start()
+    server = ViewerServer(store, port, address, q_calibration).start()
     if show:
         webbrowser.open(server.url)
     return server
 
 
-def run(store, *, port=0, address=ADDRESS, show=True):
+def run(store, *, port=0, address=ADDRESS, show=True, q_calibration=None):
     """Serve the viewer of ``store`` until Ctrl-C: the ``uedflow view`` command.
 
     Prints the page's URL, and why the store cannot be shown (the page says it too).
@@ -170,7 +175,7 @@ def run(store, *, port=0, address=ADDRESS, show=True):
         check_store(open_reduced(store), store)
     except (OSError, ValueError) as exc:
         print(f"uedflow view: warning: {exc} (the page shows this)", flush=True)
-    server = serve(store, port=port, address=address, show=show)
+    server = serve(store, port=port, address=address, show=show, q_calibration=q_calibration)
     print(f"uedflow view: {store} at {server.url} (Ctrl-C stops)", flush=True)
     try:
         server.wait()
