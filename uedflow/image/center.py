@@ -1,5 +1,7 @@
 """Centre of diffraction patterns, and masks of their darkest pixels."""
 
+import warnings
+
 import numpy as np
 from scipy import fft, ndimage
 
@@ -13,6 +15,23 @@ COARSE_SIZE = 256
 FINE_HALF_SIZE = 128
 #: Smallest overlap of a frame with its point reflection, as a fraction of the largest.
 MIN_OVERLAP = 0.05
+#: Percentile of the valid pixels at which frames are clipped before the search: hot pixels
+#: in clusters (which the neighbour test below cannot see) end there, among the brightest
+#: pixels of the pattern, instead of dominating the correlation.
+CLIP_PERCENTILE = 99.9
+#: Local maxima of the rough score judged by the symmetry of the background.
+CANDIDATES = 8
+#: Candidates ranked within this of the best (a sum of three scores up to 1) are judged.
+RANKING_MARGIN = 0.5
+#: The best-ranked candidate is replaced only by one whose background is this much more
+#: symmetric (noise in the background of a faint pattern must not decide).
+ASYMMETRY_RATIO = 0.9
+#: Size (pixels of the binned frame) of the blocks whose median is the background.
+BACKGROUND_BLOCK = 4
+#: Width (blocks) of the Gaussian smoothing of the background.
+BACKGROUND_SMOOTH = 1
+#: Fewest blocks across a background that judges candidates (smaller frames: ranking alone).
+MIN_BACKGROUND = 32
 #: 3x3 neighbourhood without its centre, to clip isolated hot pixels.
 _NEIGHBOURS = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=bool)
 
@@ -60,6 +79,7 @@ def _prepare(image, valid, smooth=0):
     """
     image = np.where(valid, image, 0.0)
     np.minimum(image, ndimage.maximum_filter(image, footprint=_NEIGHBOURS), out=image)
+    np.minimum(image, np.percentile(image[valid], CLIP_PERCENTILE), out=image)
     if smooth:
         image = ndimage.gaussian_filter(image, smooth, mode="constant")
         weight = ndimage.gaussian_filter(valid.astype(float), smooth, mode="constant")
@@ -144,6 +164,54 @@ def _bright_overlap(envelope, valid):
     return overlap / peak if peak > 0 else overlap
 
 
+def _log_background(image, valid):
+    """Logarithm of the diffuse background of a (binned) pattern, binned further, and its
+    valid pixels.
+
+    The background is the median of the valid pixels in blocks of :data:`BACKGROUND_BLOCK`
+    pixels (rings and spots cover less than half of a block), smoothed.
+    """
+    block = BACKGROUND_BLOCK
+    ny, nx = (n - n % block for n in image.shape)
+    shape = (ny // block, block, nx // block, block)
+    blocks = np.where(valid, _prepare(image, valid), np.nan)[:ny, :nx].reshape(shape)
+    valid = valid[:ny, :nx].reshape(shape).sum(axis=(1, 3)) * 2 >= block * block
+    with warnings.catch_warnings():  # blocks without a valid pixel: NaN, then 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        background = np.nanmedian(blocks.transpose(0, 2, 1, 3).reshape(*valid.shape, -1),
+                                  axis=-1)
+    background = _prepare(np.nan_to_num(background), valid, smooth=BACKGROUND_SMOOTH)
+    values = background[valid]
+    floor = max(np.percentile(values, 1), 1e-3 * np.abs(values).max(), np.finfo(float).tiny)
+    return np.log(np.maximum(background, floor)), valid
+
+
+def _background_asymmetry(log_background, valid, center):
+    """How far the background is from point symmetry about ``center`` up to a gradient.
+
+    A multiplicative intensity gradient adds a plane to the log-background :math:`L`, so
+    about the true centre :math:`c`, :math:`L(x) - L(2c - x)` is a plane; about any other
+    point it is not, unless the background is Gaussian. Returned: the RMS residual of a
+    plane fitted to it over the valid pairs, relative to the spread of :math:`L`; ``inf``
+    without enough pairs.
+    """
+    ny, nx = log_background.shape
+    rows, cols = np.indices((ny, nx))
+    rows2 = np.rint(2 * center[0] - rows).astype(np.intp)
+    cols2 = np.rint(2 * center[1] - cols).astype(np.intp)
+    pair = (rows2 >= 0) & (rows2 < ny) & (cols2 >= 0) & (cols2 < nx)
+    rows, cols, rows2, cols2 = rows[pair], cols[pair], rows2[pair], cols2[pair]
+    pair = valid[rows, cols] & valid[rows2, cols2]
+    if pair.sum() < 16:
+        return np.inf
+    rows, cols, rows2, cols2 = rows[pair], cols[pair], rows2[pair], cols2[pair]
+    difference = log_background[rows, cols] - log_background[rows2, cols2]
+    design = np.stack([np.ones(difference.size), rows - center[0], cols - center[1]], axis=1)
+    residual = difference - design @ np.linalg.lstsq(design, difference, rcond=None)[0]
+    spread = np.std(log_background[valid])
+    return np.sqrt(np.mean(residual**2)) / (spread if spread > 0 else 1.0)
+
+
 def _peak_center(score, peak=None):
     """Centre ``t / 2`` at the maximum of ``score`` (or at index ``peak``), refined to sub-pixel
     by parabolas."""
@@ -198,10 +266,16 @@ def autocenter(im, mask=None, normalize_bg=True):
     centre (binned 2x for frames over 1500 pixels), with a parabolic sub-pixel peak.
     A lattice of Bragg spots is point-symmetric about each of its points and half-points;
     the rough search therefore also scores the symmetry of the blurred pattern (its
-    envelope), and chooses among the local maxima with the overlap of the envelope's bright
-    part with its reflection, largest at the true centre.
-    Isolated hot pixels are clipped to their brightest neighbour before the search, so
-    that saturated pixels cannot create false symmetry centres.
+    envelope), and ranks the local maxima by the overlap of the envelope's bright part with
+    its reflection, largest at the true centre. An intensity gradient across the frame (a
+    tilted crystal's Ewald sphere, uneven illumination) moves that bright part; so the best
+    few are then judged by the diffuse background (block medians, free of rings and spots):
+    about the true centre its logarithm differs from its reflection by a plane (the
+    gradient) alone, and a candidate whose background is clearly more symmetric in that
+    sense replaces the best-ranked one.
+    Isolated hot pixels are clipped to their brightest neighbour, and every frame to its
+    99.9th percentile, before the search, so that saturated pixels, alone or in clusters,
+    cannot create false symmetry centres.
 
     References
     ----------
@@ -247,11 +321,25 @@ def autocenter(im, mask=None, normalize_bg=True):
         _inversion_scores(envelope, binned_valid, False),
         _inversion_scores(envelope, binned_valid, False, detrend=True),
     )
-    # The bright overlap only chooses among the local maxima: it is smooth, and would pull
-    # the centre of a pattern without fine detail.
+    # The bright overlap only ranks the local maxima: it is smooth, and would pull the
+    # centre of a pattern without fine detail. An intensity gradient moves it, though: the
+    # best few are judged by the symmetry of the diffuse background instead.
     candidates = (score == ndimage.maximum_filter(score, size=3)) & np.isfinite(score)
-    ranking = np.where(candidates, score + _bright_overlap(envelope, binned_valid), -np.inf)
-    peak = np.unravel_index(np.argmax(ranking), score.shape)
+    indices = np.flatnonzero(candidates)
+    ranking = score.flat[indices] + _bright_overlap(envelope, binned_valid).flat[indices]
+    order = np.argsort(ranking)[::-1][:CANDIDATES]
+    best = [np.unravel_index(indices[k], score.shape) for k in order
+            if ranking[k] >= ranking[order[0]] - RANKING_MARGIN]
+    peak = best[0]
+    block = BACKGROUND_BLOCK
+    if min(binned.shape) >= MIN_BACKGROUND * block:  # rings and spots narrower than a block
+        background, background_valid = _log_background(binned, binned_valid)
+        asymmetry = [_background_asymmetry(background, background_valid,
+                                           (np.array(t) / 2 - (block - 1) / 2) / block)
+                     for t in best]  # centre t / 2 in binned pixels, in blocks
+        choice = int(np.argmin(asymmetry))
+        if asymmetry[choice] < ASYMMETRY_RATIO * asymmetry[0]:
+            peak = best[choice]
     rough = factor * _peak_center(score, peak) + (factor - 1) / 2
     if factor == 1:
         return rough
