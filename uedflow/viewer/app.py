@@ -4,11 +4,14 @@ Everything shown is computed by :mod:`uedflow.viewer.data` (frames, windows, tra
 ``.ued`` accessor (fits, time zero); this module only lays it out and wires the callbacks.
 """
 
+import asyncio
 import html
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from bokeh.document import without_document_lock
 from bokeh.events import MouseMove, RangesUpdate, SelectionGeometry
 from bokeh.layouts import column, row
 from bokeh.models import (
@@ -468,9 +471,34 @@ class Viewer:
                 self.cache[key] = region_trace(self.ds, region)
         return self.cache[key]
 
+    def _background(self, compute, apply, message):
+        """``apply(compute())``, the computation in a worker thread when served (the page
+        stays live and says ``message`` meanwhile), at once without a server."""
+        doc = self.layout.document
+        if doc is None or doc.session_context is None:
+            apply(compute())
+            return
+        self.say(message)
+
+        @without_document_lock
+        async def work():
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(None, compute)
+            except Exception as exc:
+                doc.add_next_tick_callback(partial(self.say, f"{type(exc).__name__}: {exc}",
+                                                   error=True))
+                return
+            doc.add_next_tick_callback(partial(self._guarded, apply, result))
+
+        doc.add_next_tick_callback(work)
+
     def add_region(self, region, name=None):
-        """Add a region: its trace, its outline on the pattern (or the map) and a table row."""
-        trace = self.trace_of(region)
+        """Add a region: its trace (computed in the background when served), its outline on
+        the pattern (or the map and the profile) and a row of the table."""
+        self._background(partial(self.trace_of, region), partial(self._add, region, name=name),
+                         f"computing the trace of {region_label(region)} ...")
+
+    def _add(self, region, trace, name=None):
         self.count += 1
         name = name or f"R{self.count}"
         color = COLORS[(self.count - 1) % len(COLORS)]
