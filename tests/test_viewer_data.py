@@ -1,0 +1,139 @@
+"""What the viewer computes, without a browser: windows of frames, traces of regions, and
+that a large lazy store is read one window of one frame at a time."""
+
+import types
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import uedflow.pipeline  # noqa: F401  (registers the Dataset accessor)
+from uedflow.viewer.app import PATTERN_SIZE, Viewer
+from uedflow.viewer.data import (
+    block_mean,
+    check_store,
+    frame_window,
+    radius_trace,
+    region_from_box,
+    region_trace,
+    visible_window,
+)
+
+
+def dataset(shape=(40, 50), n=5, chunks=None, reads=None, seed=0):
+    """A reduced Dataset with random values (lazy, and every chunk read recorded in
+    ``reads`` when given)."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(100, 10, (n, *shape)).astype(np.float32)
+    errors = rng.uniform(1, 2, (n, *shape)).astype(np.float32)
+    mask = np.ones(shape, bool)
+    mask[:5, :7] = False
+    radius = np.arange(3, 20)
+    change = rng.normal(0, 0.01, (n, radius.size))
+    ds = xr.Dataset(
+        {"diffraction": (("delay", "y", "x"), images),
+         "diffraction_error": (("delay", "y", "x"), errors),
+         "error_correlation": ("delay", rng.uniform(1, 2, n)),
+         "equilibrium": (("y", "x"), images[:2].mean(0)),
+         "equilibrium_error": (("y", "x"), errors[0] / 2),
+         "mask": (("y", "x"), mask),
+         "center": ("coord", [shape[0] / 2, shape[1] / 2]),
+         "radial_change": (("delay", "radius"), change),
+         "radial_change_error": (("delay", "radius"), np.full(change.shape, 0.002))},
+        coords={"delay": np.linspace(-1, 3, n), "radius": radius, "coord": ["row", "col"]})
+    if chunks is not None:
+        ds = ds.chunk({"delay": 1, "y": chunks, "x": chunks})
+    if reads is not None:
+        def record(block, block_info=None):
+            reads.append(tuple(block_info[0]["chunk-location"]))
+            return block
+        data = ds["diffraction"].data
+        ds["diffraction"] = ds["diffraction"].copy(data=data.map_blocks(record,
+                                                                        dtype=data.dtype))
+    return ds
+
+
+def test_block_mean_and_windows():
+    image = np.arange(35.0).reshape(5, 7)
+    image[0, 0] = np.nan
+    out = block_mean(image, 3)
+    assert out.shape == (2, 3)
+    assert out[0, 0] == pytest.approx(np.nanmean(image[:3, :3]))
+    assert out[1, 2] == pytest.approx(image[3:, 6:].mean())   # a ragged corner: its pixels
+    # the visible part of a zoomed plot, a quarter more on every side, within the frame
+    assert visible_window((100, 200), 50, 90, 30, 10) == (5, 35, 40, 100)
+    assert visible_window((100, 200), -50, 500, -10, 300) == (0, 100, 0, 200)
+
+
+def test_regions_from_boxes_and_their_traces_are_time_series():
+    ds = dataset()
+    centre = tuple(ds["center"].values)
+    for kind, box in (("rect", (3.2, 11.6, 0.4, 8.7)), ("disk", (40, 52, 30, 42)),
+                      ("ring", (38, 49, 19, 21))):
+        region = region_from_box(kind, *box, centre)
+        trace = region_trace(ds, region)   # of the region's bounding box only
+        expected = ds.ued.time_series(**region, change=True)
+        for name in ("change", "change_error", "diffraction", "diffraction_error"):
+            np.testing.assert_allclose(trace[name], expected[name], rtol=1e-10)
+    assert region_from_box("rect", 3.2, 11.6, 0.4, 8.7, centre) == {"rect": (0, 9, 3, 12)}
+    assert region_from_box("disk", 40, 52, 30, 42, centre)["disk"] == ((35.5, 45.5), 6.0)
+    # a ring about the centre (20, 25) through the box: its nearest point and farthest corner
+    (_, r1, r2), = region_from_box("ring", 38, 49, 19, 21, centre).values()
+    assert (r1, r2) == (12.5, round(float(np.hypot(20.5 - 20, 48.5 - 25)), 1))
+    assert region_from_box("rect", 3, 3.2, 0, 9, centre) is None
+    with pytest.raises(ValueError, match="outside the frame"):
+        region_trace(ds, {"rect": (60, 70, 0, 5)})
+
+
+def test_radius_trace_mean_and_error():
+    ds = dataset()
+    trace = radius_trace(ds, 5, 8)
+    selected = ds["radial_change"].values[:, 2:6]
+    np.testing.assert_allclose(trace["change"], selected.mean(1))
+    np.testing.assert_allclose(trace["change_error"], np.sqrt(4 * 0.002**2) / 4)
+    ds["radial_change_error"][1, 3] = np.nan    # an unknown error: unknown, not zero
+    trace = radius_trace(ds, 5, 8)
+    assert np.isnan(trace["change_error"][1]) and np.isfinite(trace["change_error"][0])
+    with pytest.raises(ValueError, match="no radius between 30 and 40"):
+        radius_trace(ds, 30, 40)
+
+
+def test_check_store_names_what_is_missing():
+    with pytest.raises(ValueError, match="'some.zarr'.*lacks diffraction_error, radial_change"):
+        check_store(dataset().drop_vars(["diffraction_error", "radial_change"]), "some.zarr")
+    check_store(dataset(), "some.zarr")
+
+
+def test_frame_window_reads_only_the_window():
+    reads = []
+    ds = dataset((64, 64), n=3, chunks=16, reads=reads)
+    values, factor = frame_window(ds["diffraction"].isel(delay=2), (20, 40, 0, 30),
+                                  max_pixels=8)
+    assert factor == 4 and values.shape == (5, 8)
+    assert sorted(set(reads)) == [(2, y, x) for y in (1, 2) for x in (0, 1)]  # rows 16:48
+    frame = ds["diffraction"].values[2, 20:40, :30]
+    np.testing.assert_allclose(values, block_mean(frame, 4), rtol=1e-6)
+
+
+def test_the_viewer_reads_one_frame_downsampled_then_full_resolution_on_zoom():
+    reads = []
+    ds = dataset((2048, 2048), n=4, chunks=512, reads=reads)
+    viewer = Viewer(ds, "large.zarr")      # no server: the callbacks run at once
+    image = viewer.frame_source.data["image"][0]
+    assert viewer.frame_source.data["factor"] == [4]
+    assert max(image.shape) <= PATTERN_SIZE and image.shape == (512, 512)
+    assert {r[0] for r in reads} == {0} and len(reads) == 16   # one frame, once
+    reads.clear()
+    viewer.slider.value = 3
+    assert {r[0] for r in reads} == {3} and len(reads) == 16
+    reads.clear()
+    viewer._on_ranges(types.SimpleNamespace(x0=1000, x1=1200, y0=600, y1=400))
+    data = viewer.frame_source.data
+    assert data["factor"] == [1] and (data["x"], data["y"]) == ([950], [350])
+    assert sorted(set(reads)) == [(3, 0, 1), (3, 0, 2), (3, 1, 1), (3, 1, 2)]  # the window's
+    np.testing.assert_array_equal(data["image"][0], ds["diffraction"].values[3, 350:650,
+                                                                              950:1250])
+    viewer.add_region({"rect": (100, 130, 1500, 1540)})
+    trace = viewer.regions["R1"]["trace"]
+    expected = ds.ued.time_series(rect=(100, 130, 1500, 1540), change=True)
+    np.testing.assert_allclose(trace["change"], expected["change"], rtol=1e-10)
