@@ -4,7 +4,6 @@
 import contextlib
 import io
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +138,41 @@ def test_ps_delays_and_scans_in_the_names_with_a_preset_for_the_rest(source, tmp
     assert "present: 10 of 10 frames" in out and "2 darks, 0 flats, 2 pump-off" in out
     assert_same_reduction(store, python_path(run, pattern="data/s{scan}_t{delay}ps.tif",
                                              preset="lab"))
+
+
+def test_a_run_section_alone_reduces_with_paths_from_the_toml_folder(source, tmp_path,
+                                                                     monkeypatch):
+    run = relabel(source, tmp_path / "lab", lambda i, t, s: f"S{s}/frame{i:02d}.tif",
+                  darks="dark/{i}.tif", pump_off="off/{i}.tif")
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    (folder / "delays.txt").write_text("# delay (ps) of each frame index\n" + "\n".join(
+        map(str, DELAYS)))
+    (folder / "reduce.toml").write_text(
+        '[run]\npattern = "S{scan}/frame{delay_index}.tif"\ndarks = "dark/*.tif"\n'
+        'pump_off = "off/*.tif"\ndelays = "delays.txt"\n\n[dynamics]\nt0 = 0.2\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the table is found beside the TOML, not here
+    out = cli("reduce", run, "-o", "r.zarr", "--config", "../settings/reduce.toml", "-q")
+    assert "present: 10 of 10 frames" in out and "2 darks, 0 flats, 2 pump-off" in out
+    config = uedflow.ReduceConfig.from_toml(folder / "reduce.toml")
+    expected = python_path(run, config, **config.run.open_kwargs())
+    np.testing.assert_array_equal(expected["delay"], DELAYS)
+    assert_same_reduction(elsewhere / "r.zarr", expected)
+    # a flag overrides the key: no table, so the indices have no delays
+    err = cli("info", run, "--config", folder / "reduce.toml", "--preset", "uedflow",
+              "--delays", folder / "nowhere.txt", code=2)
+    assert "nowhere.txt" in err and err.count("\n") == 1
+
+
+def test_config_prints_the_whole_default_that_reads_back(tmp_path):
+    text = cli("config")
+    assert text == uedflow.ReduceConfig().to_toml()
+    path = tmp_path / "full.toml"
+    path.write_text(text)
+    assert uedflow.ReduceConfig.from_toml(path) == uedflow.ReduceConfig()
+    assert cli("config", path) == text
+    (tmp_path / "bad.toml").write_text("[run]\nmissing = true\n")
+    err = cli("config", tmp_path / "bad.toml", code=2)
+    assert "bad.toml: [run] missing: expected one of" in err and err.count("\n") == 1

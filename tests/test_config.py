@@ -4,6 +4,7 @@ against the run (``check``), and the TOML file named in every error."""
 import json
 import re
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -240,3 +241,93 @@ level = 5
     assert again == config and again.to_dict() == config.to_dict()
     assert config.mask.px_thresh == [10.0, 5000.0] and config.normalize.rect == [0, 100, 20, 200]
     config.check(SHAPE, DELAYS, SCANS, pump_off=True)
+
+
+# ------------------------------------------------------------------ a TOML that says everything
+
+FULL = """
+[run]
+pattern = "run{scan}/img_*_{delay:fs}fs.tif"
+darks = "darks/*.tif"
+pump_off = "off/*.tif"
+preset = "lab"
+delays = {"100.25" = -1.5, "101" = 2}
+missing = "exclude"
+skip_bad = true
+[mask]
+file = "/data/mask.tif"
+from_collection = false
+px_thresh = false
+std_thresh = 40.5
+beam_block = false
+[normalize]
+mode = "run"
+ring = [10, 20.5]
+[reject]
+pixel_z = false
+exclude_scans = [1, 3]
+[compute]
+task_memory = "256 MiB"
+"""
+
+
+@pytest.mark.parametrize("text", ["", FULL])
+def test_to_toml_writes_every_key_with_a_comment_and_reads_back_equal(tmp_path, text):
+    _, config = from_toml(tmp_path, text)
+    written = config.to_toml()
+    again = from_toml(tmp_path, written)[1]
+    assert again == config and again.to_dict() == config.to_dict()
+    lines = written.splitlines()
+    keys = [(i, line.split(" = ")[0]) for i, line in enumerate(lines) if " = " in line
+            and not line.startswith("#")]
+    expected = [key for section in config.to_dict().values() for key in section]
+    assert [key for _, key in keys] == expected  # every key, in order
+    assert all(lines[i - 1].startswith("# ") for i, _ in keys)  # each under its comment
+    bare = config.to_toml(comments=False)
+    assert "#" not in bare and from_toml(tmp_path, bare)[1] == config
+
+
+def test_none_is_written_false_and_false_means_none_for_string_switches(tmp_path):
+    _, config = from_toml(tmp_path, FULL)
+    assert config.mask.from_collection == "none" and config.mask.px_thresh is None
+    assert "px_thresh = false" in config.to_toml() and "pattern = false" in ReduceConfig(
+    ).to_toml()
+    off = ReduceConfig.from_dict({"normalize": {"mode": False}})
+    assert off.normalize.mode == "none"
+    assert config.run.delays == {"100.25": -1.5, "101": 2.0}
+    assert config.run.open_kwargs() == {
+        "pattern": {"frames": "run{scan}/img_*_{delay:fs}fs.tif", "darks": "darks/*.tif",
+                    "pump_off": "off/*.tif"},
+        "preset": "lab", "delays": {"100.25": -1.5, "101": 2.0}, "missing": "exclude",
+        "skip_bad": True}
+
+
+def test_relative_paths_are_taken_from_the_folder_of_the_toml_file(tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)
+    path = folder / "reduce.toml"
+    path.write_text('[mask]\nfile = "mask.tif"\n[flat]\nfile = "../flat/gain.tif"\n'
+                    '[run]\ndelays = "stage.csv"\n')
+    config = ReduceConfig.from_toml(Path("configs/reduce.toml"))
+    assert config.mask.file == str(folder / "mask.tif")
+    assert config.flat.file == str(tmp_path / "flat" / "gain.tif")
+    assert config.run.delays == str(folder / "stage.csv")
+    path.write_text('[mask]\nfile = "auto"\n[run]\ndelays = [-1, 0.5]\n')
+    config = ReduceConfig.from_toml(path)
+    assert config.mask.file == "auto" and config.run.delays == [-1.0, 0.5]
+    assert ReduceConfig.from_dict({"mask": {"file": "m.tif"}}).mask.file == "m.tif"
+
+
+@pytest.mark.parametrize("run, message", [
+    ({"preset": "bogus"}, r"\[run\] preset: expected one of 'auto', 'uedflow', 'lab'"),
+    ({"missing": "skip"}, r"\[run\] missing: expected one of 'raise', 'exclude'"),
+    ({"skip_bad": "yes"}, r"\[run\] skip_bad: expected true or false"),
+    ({"delays": [1, "a"]}, r"\[run\] delays: expected a delay table file"),
+    ({"delays": {"x": 1}}, r"\[run\] delays: expected a delay table file"),
+    ({"pattern": ""}, r"\[run\] pattern: expected a non-empty string, or false"),
+    ({"frames": "x"}, r"unknown key 'frames' in section \[run\]; valid keys: pattern, darks"),
+])
+def test_run_section_errors_name_the_key(run, message):
+    with pytest.raises(ValueError, match=message):
+        ReduceConfig.from_dict({"run": run})

@@ -344,6 +344,10 @@ def _reduce(args):
             print(f"wrote {path}")
 
 
+def _print_config(args):
+    print(_config(args).to_toml(comments=not args.no_comments), end="")
+
+
 def _open_raw(path, settings):
     """A raw run: a run directory (opened as ``settings``, a RunConfig, says), or a zarr store
     that ``uedflow ingest`` wrote."""
@@ -592,8 +596,7 @@ def _export(args):
 def _view(args):
     from .viewer.server import run
 
-    return run(args.store, port=args.port, show=not args.no_browser,
-               q_calibration=_q_calibration(args))
+    return run(args.store, port=args.port, show=not args.no_browser)
 
 
 def _common():
@@ -698,6 +701,14 @@ def build_parser():
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_reduce)
 
+    p = sub.add_parser("config", parents=common,
+                       help="print the whole reduction configuration as commented TOML")
+    p.add_argument("config", nargs="?",
+                   help="a TOML file: print every key it gives or leaves at its default, its "
+                   "paths made absolute (default: print the default configuration)")
+    p.add_argument("--no-comments", action="store_true", help="keys and values only")
+    p.set_defaults(func=_print_config)
+
     p = sub.add_parser("quicklook", parents=common, help="write quick-look PNGs of a reduced store")
     p.add_argument("store", help="a reduced store")
     p.add_argument("-o", "--output", help="directory of the PNGs (default: STORE-quicklook)")
@@ -764,9 +775,6 @@ def build_parser():
                    help="the port on 127.0.0.1 (default: a free one); from another machine, "
                    "tunnel it: ssh -L PORT:127.0.0.1:PORT HOST")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
-    p.add_argument("--energy", type=float, help="electron energy (keV), for q")
-    p.add_argument("--camera-length", type=float, help="camera length (m), for q")
-    p.add_argument("--pixel-size", type=float, help="detector pixel size (m), for q")
     p.set_defaults(func=_view)
     return parser
 

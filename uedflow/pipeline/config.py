@@ -16,12 +16,85 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-__all__ = ["MAX_ITER", "MAX_UPSAMPLE", "ReduceConfig"]
+__all__ = ["KEY_HELP", "MAX_ITER", "MAX_UPSAMPLE", "ReduceConfig", "RunConfig"]
 
 #: Largest ``[baseline] max_iter``.
 MAX_ITER = 10_000
 #: Largest ``[align] upsample_factor`` (shifts to 1/1000 px).
 MAX_UPSAMPLE = 1000
+
+
+#: One line on each section and key: the comments of :meth:`ReduceConfig.to_toml`.
+KEY_HELP = {
+    "run": "how the raw run's files are found (flags of the same names override these)",
+    "run.pattern": "the frame files, relative to the run folder: {delay} (ps), {delay:fs}, "
+                   "{delay:ns}, {position} or {delay_index} (through delays), {scan}, * any "
+                   "characters; false: the preset's",
+    "run.darks": "pattern of the dark frames; false: the preset's (dark_image/*.tif)",
+    "run.flats": "pattern of the flat-field frames; false: the preset's (flat*/*.tif)",
+    "run.pump_off": "pattern of the pump-off frames; false: the preset's (pump_off/*.tif)",
+    "run.ignore": "image files left out silently; false: the preset's (mask.tif)",
+    "run.preset": '"auto" (the first that fits), "uedflow" or "lab": patterns to start from',
+    "run.delays": "delay table of {delay_index} or {position}: a file (one delay, or a "
+                  "position and its delay, per line), a list of delays, or a table of "
+                  "positions to delays; ps; false: the run's run.json",
+    "run.missing": '"raise": stop at a (delay, scan) without a frame; "exclude": go on',
+    "run.skip_bad": "go on without unreadable frames, frames that are folders and folders "
+                    "that cannot be listed (listed in the provenance)",
+    "dark": "dark subtraction",
+    "dark.subtract": "subtract the mean of the run's dark frames (if it has any)",
+    "flat": "flat-field (gain) correction",
+    "flat.file": "flat-field image; false: the run's flat frames, if any",
+    "flat.divide": "divide by the flat field",
+    "mask": "pixel mask",
+    "mask.file": 'mask image, non-zero on valid pixels; "auto": the run\'s own mask.tif; '
+                 "false: none",
+    "mask.from_collection": '"auto" (the darks if any, else the run), "darks", "run", or '
+                            '"none" (false)',
+    "mask.px_thresh": "allowed raw pixel values [low, high]; false: no bounds",
+    "mask.std_thresh": "largest standard deviation of a pixel over the collection; false: "
+                       "no cut",
+    "mask.beam_block": "mask the beam block, found from the mean of many frames",
+    "center": "pattern centre",
+    "center.value": "[row, col] in px; false: found by autocenter on the reference",
+    "align": "registration of every frame onto a reference",
+    "align.enabled": "register the frames",
+    "align.reference": '"first" present frame, or "early": the mean of the earliest delays',
+    "align.early_delays": 'delays averaged by reference = "early"',
+    "align.max_shift": "largest shift searched along each axis (px), below half the frame",
+    "align.upsample_factor": "shifts to 1/upsample_factor px (at most 1000)",
+    "normalize": "normalisation of the frames by their total in a region",
+    "normalize.mode": '"delay" (within each delay), "run" (every frame to one level), or '
+                      '"none" (false)',
+    "normalize.ring": "[r1, r2] px about the centre; false: the valid pixels",
+    "normalize.rect": "[row0, row1, col0, col1] px; false: none",
+    "reject": "outlier rejection: whole frames by robust z-scores, pixels by a MAD cut",
+    "reject.enabled": "reject outlier frames and pixels",
+    "reject.intensity_z": "robust z-score of a frame's total beyond which it is rejected",
+    "reject.shift_z": "robust z-score of a frame's shift beyond which it is rejected",
+    "reject.correlation_z": "robust z-score of a frame's correlation beyond which it is "
+                            "rejected",
+    "reject.pixel_z": "robust z-score of a pixel beyond which it is left out; false: no cut",
+    "reject.exclude_scans": "scan numbers left out",
+    "average": "average over scans",
+    "average.align": "register the averages onto the reference",
+    "symmetrize": "n-fold rotational symmetrisation of the averages",
+    "symmetrize.mod": "n, a divisor of 360; false: none",
+    "dynamics": "time zero and the equilibrium of the change ΔI/I",
+    "dynamics.t0": "time zero, ps",
+    "dynamics.reference": '"before_t0": the delays before t0; "pump_off": the pump-off frames',
+    "radial": "azimuthal averages (delay, radius)",
+    "radial.enabled": "compute the radial profiles",
+    "baseline": "baseline of the radial profiles",
+    "baseline.method": '"dwt" or "dt"; false: none',
+    "baseline.max_iter": "iterations (at most 10000)",
+    "baseline.level": "decomposition level; false: the largest",
+    "compute": "the unit of work",
+    "compute.task_memory": 'the most memory one task may hold: bytes, or a size like "1 GiB"',
+}
+
+#: Keys whose strings are paths, resolved against the folder of the TOML file they are in.
+PATH_KEYS = (("mask", "file"), ("flat", "file"), ("run", "delays"))
 
 
 def _error(section, key, expected, value):
@@ -91,6 +164,11 @@ def _string(section, key, value, choices=None, optional=False):
     return value
 
 
+def _none(value):
+    """``false`` is ``"none"`` (for the keys whose "off" is the string ``"none"``)."""
+    return "none" if value is False else value
+
+
 class _Section:
     """A section validates (and normalises) its keys when built and again in ``check``."""
 
@@ -118,9 +196,11 @@ def _delay_table(value):
         return [float(v) for v in value]
     if isinstance(value, Mapping) and value and all(map(_is_number, value.values())):
         try:
-            return {str(k): float(v) for k, v in value.items() if float(k) == float(k)}
+            keys = [float(k) for k in value]
         except (TypeError, ValueError):
-            pass
+            keys = [math.nan]
+        if all(map(math.isfinite, keys)):
+            return {str(k): float(v) for k, v in value.items()}
     raise _error("run", "delays", "a delay table file, a list of delays (ps), a table of "
                  "stage positions to delays (ps), or false", value)
 
@@ -195,7 +275,7 @@ class MaskConfig(_Section):
 
     def validate(self):
         self.file = _string("mask", "file", self.file, optional=True)
-        self.from_collection = _string("mask", "from_collection", self.from_collection,
+        self.from_collection = _string("mask", "from_collection", _none(self.from_collection),
                                        ("auto", "darks", "run", "none"))
         self.px_thresh = _numbers("mask", "px_thresh", self.px_thresh, 2)
         if self.px_thresh is not None and not self.px_thresh[0] < self.px_thresh[1]:
@@ -242,7 +322,7 @@ class NormalizeConfig(_Section):
     rect: list | None = None
 
     def validate(self):
-        self.mode = _string("normalize", "mode", self.mode, ("delay", "run", "none"))
+        self.mode = _string("normalize", "mode", _none(self.mode), ("delay", "run", "none"))
         self.ring = _numbers("normalize", "ring", self.ring, 2)
         if self.ring is not None and not 0 <= self.ring[0] < self.ring[1]:
             raise _error("normalize", "ring", "radii [r1, r2] with 0 <= r1 < r2", self.ring)
@@ -367,11 +447,14 @@ class ReduceConfig:
     Values are strict: a boolean key takes only true/false; an integer key only an integer
     (``2.0`` is refused, as TOML tells ``2`` and ``2.0`` apart); a number key an integer or
     a finite float (stored as a float; ``inf`` and ``nan`` are refused); a string key only a
-    string. An optional key (one that may be None: ``mask.file``, ``mask.px_thresh``,
-    ``mask.std_thresh``, ``flat.file``, ``center.value``, ``normalize.ring``,
-    ``normalize.rect``, ``reject.pixel_z``, ``symmetrize.mod``, ``baseline.method``,
-    ``baseline.level``) is switched off by ``false`` (TOML has no null), which becomes None.
-    Every error names the section and key, and the TOML file for :meth:`from_toml`.
+    string. An optional key (one that may be None: ``run.pattern`` and the other patterns,
+    ``run.delays``, ``mask.file``, ``mask.px_thresh``, ``mask.std_thresh``, ``flat.file``,
+    ``center.value``, ``normalize.ring``, ``normalize.rect``, ``reject.pixel_z``,
+    ``symmetrize.mod``, ``baseline.method``, ``baseline.level``) is switched off by ``false``
+    (TOML has no null), which becomes None; ``false`` is ``"none"`` for
+    ``mask.from_collection`` and ``normalize.mode``. Every error names the section and key,
+    and the TOML file for :meth:`from_toml`. :meth:`to_toml` writes the whole configuration,
+    commented, as TOML that reads back equal.
 
     Attributes
     ----------
@@ -451,7 +534,9 @@ class ReduceConfig:
     def from_toml(cls, path):
         """Configuration from a TOML file of ``[section]`` tables (see :meth:`from_dict`).
 
-        Every error message, here and in :meth:`check`, starts with ``path``.
+        Relative paths (``mask.file``, ``flat.file``, ``run.delays``) are taken from the
+        folder of the TOML file, and made absolute. Every error message, here and in
+        :meth:`check`, starts with ``path``.
         """
         with open(path, "rb") as file:
             try:
@@ -462,12 +547,42 @@ class ReduceConfig:
             config = cls.from_dict(config)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
+        folder = os.path.dirname(os.path.abspath(path))
+        for section, key in PATH_KEYS:
+            value = getattr(getattr(config, section), key)
+            if isinstance(value, str) and value != "auto":
+                setattr(getattr(config, section), key,
+                        os.path.normpath(os.path.join(folder, os.path.expanduser(value))))
         config.source = os.fspath(path)
         return config
 
     def to_dict(self):
         """The configuration as a JSON-serialisable dict of sections."""
         return asdict(self)
+
+    def to_toml(self, comments=True):
+        """The whole configuration as TOML, every key given, that :meth:`from_toml` reads back
+        to an equal configuration (None is written ``false``).
+
+        Parameters
+        ----------
+        comments : bool, optional
+            A comment line above each section and key (:data:`KEY_HELP`).
+
+        Returns
+        -------
+        str
+        """
+        lines = []
+        for section, values in self.to_dict().items():
+            if comments:
+                lines += ["", *_comment(KEY_HELP[section])]
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                if comments:
+                    lines += _comment(KEY_HELP[f"{section}.{key}"])
+                lines.append(f"{key} = {_toml(value)}")
+        return "\n".join(lines).lstrip("\n") + "\n"
 
     def check(self, shape, delays, scans, *, pump_off=False):
         """Check the configuration against a run, before any pixel is read.
@@ -508,6 +623,28 @@ class ReduceConfig:
             if self.source is None:
                 raise
             raise ValueError(f"{self.source}: {exc}") from exc
+
+
+def _comment(text, width=92):
+    import textwrap
+
+    return ["# " + line for line in textwrap.wrap(text, width - 2)]
+
+
+def _toml(value):
+    """A TOML value: None as false, strings quoted (JSON escapes are TOML's), lists, tables."""
+    import json
+
+    if value is None or isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}"
+                               for k, v in value.items()) + "}"
+    return "[" + ", ".join(_toml(v) for v in value) + "]"
 
 
 def _check_data(config, shape, delays, scans, pump_off):
