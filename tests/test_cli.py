@@ -99,15 +99,18 @@ def test_unreadable_folder_is_reported_by_info_and_stops_reduce(tmp_path, monkey
     assert not (tmp_path / "r.zarr").exists()
 
 
-def test_info_refuses_duplicate_delays_as_reduce_does(tmp_path):
+def test_info_lists_duplicate_delays_and_stops_where_reduce_does(tmp_path):
     path = tmp_path / "lab"
     make_run(path, shape=(32, 32), delays=[-1.0, 1.0], n_scans=1, layout="lab", seed=1)
     frame = path / "scan_0001" / "pumpon_+001.000ps.tif"
     shutil.copy(frame, frame.with_name("pumpon_+1.0ps.tif"))
-    _, info = _main(["info", path], 2)
+    info, _ = _main(["info", path], 0)
     _, reduce = _main(["reduce", path, "-o", tmp_path / "r.zarr"], 2)
-    _one_line(info, "pumpon_+1.0ps.tif", "pumpon_+001.000ps.tif", "delay 1 ps, scan 1")
-    assert info.split(": error: ")[1] == reduce.split(": error: ")[1]
+    _one_line(reduce, "pumpon_+1.0ps.tif", "pumpon_+001.000ps.tif", "delay 1 ps, scan 1")
+    assert (f"duplicate: delay 1 ps, scan 1: '{frame.with_name('pumpon_+1.0ps.tif')}' and "
+            f"'{frame}'") in info
+    assert "delays : 2: -1, 1 ps" in info and "found  : preset 'lab'" in info
+    assert f"verdict: reduce would stop: {reduce.split(': error: ')[1]}" in info
 
 
 def test_delay_index_frames_without_manifest_are_refused_alike(run, tmp_path):

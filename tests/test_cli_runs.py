@@ -176,3 +176,32 @@ def test_config_prints_the_whole_default_that_reads_back(tmp_path):
     (tmp_path / "bad.toml").write_text("[run]\nmissing = true\n")
     err = cli("config", tmp_path / "bad.toml", code=2)
     assert "bad.toml: [run] missing: expected one of" in err and err.count("\n") == 1
+
+
+def test_info_lists_the_run_and_reaches_the_verdict_of_reduce(source, tmp_path):
+    run = relabel(source, tmp_path / "lab",
+                  lambda i, t, s: f"run{s}/img_{i:03d}_{round(t * 1000):+d}fs.tif")
+    (run / "run2" / "img_003_+1000fs.tif").unlink()
+    flags = ["--pattern", "run{scan}/img_*_{delay:fs}fs.tif", "--darks", "darks/*.tif",
+             "--pump-off", "pumpoff/*.tif"]
+    info = cli("info", run, *flags)
+    assert "found  : the given pattern; frames 'run{scan}/img_*_{delay:fs}fs.tif'" in info
+    assert "darks 'darks/*.tif'" in info and "pump-off 'pumpoff/*.tif'" in info
+    assert "delays : 5: -1, -0.5, 0.5, 1, 2 ps" in info and "scans  : 2: 1, 2" in info
+    assert "missing: 1 ps, scan 2" in info and "2 darks, 0 flats, 2 pump-off frames" in info
+    _, stop = info.split("verdict: reduce would stop: ")
+    err = cli("reduce", run, "-o", tmp_path / "r.zarr", *flags, code=2)
+    assert err.split(": error: ")[1] == stop  # the same words, the same reason
+    assert "--missing exclude" in stop
+
+    info = cli("info", run, *flags, "--missing", "exclude")
+    assert "verdict: reduce would run on 9 of 10 frames (1 missing or bad left out)" in info
+    # a configuration that does not fit the run: the check reduce makes before reading pixels
+    toml = tmp_path / "late.toml"
+    toml.write_text("[dynamics]\nt0 = -5\n")
+    info = cli("info", run, *flags, "--missing", "exclude", "--config", toml)
+    _, stop = info.split("verdict: reduce would stop: ")
+    assert "[dynamics] t0: no delay before time zero" in stop
+    err = cli("reduce", run, "-o", tmp_path / "r.zarr", *flags, "--missing", "exclude",
+              "--config", toml, code=2)
+    assert err.split(": error: ")[1] == stop

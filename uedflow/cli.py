@@ -9,9 +9,11 @@ or redoes the work.
 import argparse
 import contextlib
 import errno
+import glob
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -27,7 +29,7 @@ from . import __version__
 from .errors import UedflowError
 from .io import open_run, open_stack, to_zarr
 from .io.lazy import is_zarr
-from .io.runs import is_run
+from .io.runs import MASK_FILE, is_run, scan_run
 
 #: Exit status of a bad command line or bad input (a one-line message, no traceback).
 BAD_INPUT = 2
@@ -88,10 +90,31 @@ def _listed(label, items, n=10):
     return lines
 
 
+def _values(values, unit="", n=16):
+    """``N: v1, v2, ... unit``, at most ``n`` values shown (the first and last ones)."""
+    shown = [f"{v:g}" for v in values]
+    if len(shown) > n:
+        shown = [*shown[:n // 2], "...", *shown[-n // 2:]]
+    return f"{len(values)}: {', '.join(shown)}" + (f" {unit}" if unit else "")
+
+
+def _naming(preset, patterns, delays, scans):
+    """Lines on how a run's files were found: the preset or pattern, delays, scans."""
+    how = f"preset {preset!r}" if preset else "the given pattern"
+    lines = [f"found  : {how}; frames {patterns['frames']!r}"]
+    lines += [f"{'':7s}  {role.replace('_', '-')} {text!r}" for role, text in patterns.items()
+              if role not in ("frames", "ignore")]
+    return [*lines, f"delays : {_values(delays, 'ps')}", f"scans  : {_values(scans)}"]
+
+
 def describe_run(run):
-    """``describe`` of a raw run, with its frames present, missing and bad, and other files."""
+    """``describe`` of a raw run, with how its files were found (preset or pattern), its
+    delays and scans, its frames present, missing and bad, and other files."""
     lines = [describe(run)]
     if "present" in run.coords:
+        if "patterns" in run.attrs:
+            lines += _naming(run.attrs.get("preset"), run.attrs["patterns"],
+                             run["delay"].values, run["scan"].values)
         present = run.coords["present"].values
         missing, bad = run.attrs.get("missing", []), run.attrs.get("bad_files", [])
         lines.append(f"present: {int(present.sum())} of {present.size} frames "
@@ -161,10 +184,26 @@ def open_source(path, *, chunks=None, run=None):
     from .pipeline.config import RunConfig
 
     run = RunConfig() if run is None else run
-    path = Path(path)
-    if path.is_dir() and not is_zarr(path) and (_names_a_run(run) or is_run(path)):
+    if _opens_as_run(Path(path), run):
         return open_run(path, chunks=chunks, **run.open_kwargs())
-    return open_stack(path, chunks=chunks)
+    return open_stack(_without_masks(path), chunks=chunks)
+
+
+def _without_masks(source):
+    """A glob pattern as its files, without the mask files of runs (``mask.tif``) that it
+    catches beside the frames; any other source as it is."""
+    text = os.fspath(source)
+    if not glob.has_magic(text) or os.path.exists(text):
+        return source
+    # natural order, as open_stack orders a glob's files: frame_2 before frame_10
+    files = sorted(glob.glob(text), key=lambda f: [int(t) if t.isdigit() else t
+                                                   for t in re.split(r"(\d+)", f)])
+    frames = [f for f in files if Path(f).name != MASK_FILE]
+    if not frames or len(frames) == len(files):
+        return source
+    print(f"left out: {len(files) - len(frames)} mask files ({MASK_FILE}) that {text!r} "
+          "matches beside the frames")
+    return frames
 
 
 def _names_a_run(run):
@@ -195,8 +234,62 @@ def _info(args):
     if state is not None:
         print(describe_reduced(args.source, state))
         return
-    settings = replace(run_settings(args, _config(args)), missing="exclude", skip_bad=True)
-    print(describe_run(open_source(args.source, run=settings)))
+    config = _config(args)
+    config.run = settings = run_settings(args, config)
+    path = Path(args.source)
+    if not _opens_as_run(path, settings):
+        print(describe_run(open_source(args.source)))
+        return
+    files = scan_run(path, **_scan_kwargs(settings))
+    if files.duplicates:  # open_run refuses them: list the files, and why reduce stops
+        print("\n".join([f"source : {files.root}", *_naming(
+            files.preset, files.patterns, files.delays, files.scans)]))
+        print("\n".join(_listed("duplicate", [f"delay {d:g} ps, scan {s}: '{a}' and '{b}'"
+                                              for d, s, a, b in files.duplicates])))
+        print(verdict(path, None, config))
+        return
+    stack = open_run(path, **replace(settings, missing="exclude", skip_bad=True).open_kwargs())
+    print(describe_run(stack))
+    print(verdict(path, stack, config))
+
+
+def _opens_as_run(path, settings):
+    """Whether ``open_source`` opens ``path`` as a run."""
+    return path.is_dir() and not is_zarr(path) and (_names_a_run(settings) or is_run(path))
+
+
+def _scan_kwargs(settings):
+    kwargs = settings.open_kwargs()
+    return {key: kwargs[key] for key in ("pattern", "preset", "delays")}
+
+
+def verdict(path, listed, config):
+    """One line: what ``uedflow reduce`` would do with the run at ``path`` and ``config``
+    (its ``[run]`` section as the flags set it): stop, and why, or reduce which frames.
+
+    Parameters
+    ----------
+    path : path-like
+        The run directory.
+    listed : xarray.DataArray or None
+        The run opened with ``missing="exclude", skip_bad=True`` (reused when ``config``
+        says the same), or None.
+    config : ReduceConfig
+    """
+    run = config.run
+    try:
+        if listed is None or (run.missing, run.skip_bad) != ("exclude", True):
+            with warnings.catch_warnings():  # already shown when listing
+                warnings.simplefilter("ignore")
+                listed = open_run(path, **run.open_kwargs())
+        config.check(listed.shape[-2:], listed["delay"].values, listed["scan"].values,
+                     pump_off=bool(listed.attrs.get("pump_off")))
+    except INPUT_ERRORS as exc:
+        return f"verdict: reduce would stop: {_one_line(exc)}"
+    present = listed["present"].values
+    left = present.size - int(present.sum())
+    return (f"verdict: reduce would run on {int(present.sum())} of {present.size} frames"
+            + (f" ({left} missing or bad left out)" if left else ""))
 
 
 def _existing_parent(path):

@@ -117,6 +117,10 @@ class RunFiles:
     folders : dict
         ``(delay, scan) -> Path`` of folders named as frames (a frame that is a folder, not a
         file): neither frames nor missing.
+    preset : str or None
+        The preset whose frame pattern names the frames (None: a given pattern).
+    patterns : dict
+        The pattern of each role (``"frames"``, ``"darks"``, ...).
     duplicates : list of (float, int, pathlib.Path, pathlib.Path)
         ``(delay, scan, kept, other)`` where two files give the same delay and scan (the
         first file in natural order is in ``frames``); :func:`open_run` refuses them.
@@ -135,6 +139,8 @@ class RunFiles:
     unreadable: list = field(default_factory=list)
     folders: dict = field(default_factory=dict)
     duplicates: list = field(default_factory=list)
+    preset: str | None = None
+    patterns: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -184,6 +190,8 @@ def _patterns(pattern, preset, files):
     if preset == "auto":
         preset = "lab" if "frames" in overrides else _detect(files)
     texts = {**PRESETS[preset], **overrides}
+    if "frames" in overrides:
+        preset = None  # the frames are named by the given pattern, not by a preset
     compiled = {role: _compile(text) for role, text in texts.items()}
     frame_fields = set(compiled["frames"].fields)
     if len(frame_fields & set(DELAY_FIELDS)) != 1:
@@ -192,7 +200,7 @@ def _patterns(pattern, preset, files):
     for role in ROLES[1:]:
         if compiled[role].fields:
             raise ValueError(f"The {role} pattern {texts[role]!r} takes no fields")
-    return compiled
+    return preset, compiled
 
 
 def _fitting_preset(files):
@@ -424,7 +432,7 @@ def scan_run(path, pattern=None, *, preset="auto", delays=None):
     if not files:
         raise FileNotFoundError(f"The run directory '{root}' is empty")
     try:
-        patterns = _patterns(pattern, preset, files)
+        preset, patterns = _patterns(pattern, preset, files)
     except ValueError as exc:
         raise type(exc)(f"{exc}{_unreadable_note(unreadable)}") from None
     frame_pattern = patterns.pop("frames")
@@ -474,7 +482,8 @@ def scan_run(path, pattern=None, *, preset="auto", delays=None):
     missing = [(d, s) for d in delays for s in scans if (d, s) not in frames | named]
     return RunFiles(root, frames, delays, scans, found["darks"], found["flats"],
                     found["pump_off"], missing, unmatched, frame_pattern.text, unreadable,
-                    named, duplicates)
+                    named, duplicates, preset,
+                    {"frames": frame_pattern.text, **{r: p.text for r, p in patterns.items()}})
 
 
 def _readable(paths, skip_bad, bad):
@@ -535,10 +544,12 @@ def open_run(path, pattern=None, *, preset="auto", chunks=None, missing="raise",
         Named ``"intensity"``, with coords ``delay`` (float64, ps), ``scan`` (int64), ``file``
         (``(delay, scan)``, absolute path, ``""`` where missing) and ``present`` (``(delay,
         scan)``, False where the frame is missing or bad). ``attrs``: ``source`` (the run
-        directory), ``pattern`` (the frame pattern), ``darks``, ``flats``, ``pump_off`` and
-        ``unmatched`` (absolute paths), ``missing`` (``[[delay, scan], ...]``),
-        ``bad_files`` (``[[path, reason], ...]``: frames, other files and folders left out)
-        and, when the run has one (``mask.tif`` in the run directory), ``mask_file``.
+        directory), ``pattern`` (the frame pattern), ``preset`` (the preset that named the
+        frames, None for a given pattern), ``patterns`` (of every role), ``darks``,
+        ``flats``, ``pump_off`` and ``unmatched`` (absolute paths), ``missing``
+        (``[[delay, scan], ...]``), ``bad_files`` (``[[path, reason], ...]``: frames, other
+        files and folders left out) and, when the run has one (``mask.tif`` in the run
+        directory), ``mask_file``.
 
     Raises
     ------
@@ -608,6 +619,8 @@ def open_run(path, pattern=None, *, preset="auto", chunks=None, missing="raise",
                       coords)
     stack.attrs.update(
         pattern=run.pattern,
+        preset=run.preset,
+        patterns=run.patterns,
         **roles,
         **({"mask_file": str(run.root / MASK_FILE)} if (run.root / MASK_FILE).is_file()
            else {}),
