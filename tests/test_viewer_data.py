@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 import uedflow.pipeline  # noqa: F401  (registers the Dataset accessor)
+from uedflow.datasets import diffraction_pattern
 from uedflow.viewer.app import PATTERN_SIZE, Viewer
 from uedflow.viewer.data import (
     block_mean,
@@ -137,3 +138,30 @@ def test_the_viewer_reads_one_frame_downsampled_then_full_resolution_on_zoom():
     trace = viewer.regions["R1"]["trace"]
     expected = ds.ued.time_series(rect=(100, 130, 1500, 1540), change=True)
     np.testing.assert_allclose(trace["change"], expected["change"], rtol=1e-10)
+
+
+def test_bragg_peaks_and_brillouin_zones_overlay():
+    center = (64.3, 63.6)
+    pattern = diffraction_pattern((128, 128), center, kind="single_crystal",
+                                  background=0.1).astype(np.float32)
+    ds = dataset((128, 128), n=3)
+    ds["equilibrium"] = (("y", "x"), pattern)
+    ds["diffraction"] = (("delay", "y", "x"), np.stack([pattern] * 3))
+    ds["mask"] = (("y", "x"), np.ones((128, 128), bool))
+    ds["center"] = ("coord", list(center))
+    viewer = Viewer(ds, "crystal.zarr")
+    viewer.show_lattice.active = True       # no server: found at once
+    x, y = (np.asarray(viewer.lattice_source.data[k]) for k in ("x", "y"))
+    assert len(x) >= 6 and all(r.visible for r in viewer.lattice)
+    peaks = np.column_stack([y, x]) - 0.5
+    for row, col in peaks:                   # each on a maximum of the pattern
+        r, c = round(row), round(col)
+        top = np.unravel_index(pattern[r - 3:r + 4, c - 3:c + 4].argmax(), (7, 7))
+        assert np.hypot(top[0] + r - 3 - row, top[1] + c - 3 - col) < 1
+    zones = list(zip(viewer.zones_source.data["xs"], viewer.zones_source.data["ys"],
+                     strict=True))
+    assert len(zones) >= 1
+    cells = np.vstack([peaks, center])
+    for xs, ys in zones:                     # a zone is the cell about a peak or the centre
+        middle = np.array([np.mean(ys[:-1]), np.mean(xs[:-1])]) - 0.5
+        assert np.hypot(*(cells - middle).T).min() < 1.5

@@ -41,6 +41,7 @@ from ..pipeline.store import open_reduced
 from .data import (
     check_store,
     color_limits,
+    lattice_overlay,
     mask_window,
     pattern_image,
     radius_trace,
@@ -220,6 +221,13 @@ class Viewer:
         row0, col0 = self.center
         self.center_marker = p.scatter([col0 + 0.5], [row0 + 0.5], marker="cross", size=18,
                                        line_width=2, color="red")
+        self.lattice_source = ColumnDataSource(name="peaks", data={"x": [], "y": []})
+        self.zones_source = ColumnDataSource(name="zones", data={"xs": [], "ys": []})
+        self.lattice = [
+            p.multi_line(xs="xs", ys="ys", source=self.zones_source, line_color="white",
+                         line_alpha=0.8, line_dash="dotted", visible=False),
+            p.scatter(x="x", y="y", source=self.lattice_source, marker="circle", size=12,
+                      fill_alpha=0, line_color="cyan", line_width=1.5, visible=False)]
         # box selection draws regions: on an empty renderer, so that nothing else is selected
         selector = p.scatter(x=[], y=[])
         p.select_one(BoxSelectTool).renderers = [selector]
@@ -319,11 +327,14 @@ class Viewer:
         self.show_mask.on_change("active", lambda attr, old, new: self.show_frame())
         self.show_center = Toggle(label="centre", active=True, width=60, name="show_center")
         self.show_center.js_link("active", self.center_marker, "visible")
+        self.show_lattice = Toggle(label="peaks & zones", active=False, width=110,
+                                   name="show_lattice")
+        self.show_lattice.on_change("active", self._on_lattice)
         self.kind = Select(options=KINDS, value="rect", width=80, name="kind",
                            title="region to draw")
         self.pattern_controls = column(row(self.slider, self.play),
                                        row(self.mode, self.show_mask, self.show_center,
-                                           self.kind))
+                                           self.show_lattice, self.kind))
 
         self.remove = Button(label="remove", width=80, name="remove")
         self.remove.on_click(self._on_remove)
@@ -345,8 +356,9 @@ class Viewer:
             args={"figures": [[self.pattern, "pattern"], [self.map, "map"],
                               [self.profile, "profile"], [self.traces, "traces"]],
                   "stem": self.store.stem}, code=SAVE_PNG))
-        self.trace_controls = row(self.remove, self.new_name, self.rename, self.fit_button,
-                                  self.export, self.t0, self.shift)
+        self.trace_controls = column(
+            row(self.remove, self.new_name, self.rename, self.export),
+            row(self.fit_button, self.t0, self.shift, align="end"))
         self.fit_div = Div(text="", name="fit_result", width=560)
 
     # ------------------------------------------------------------------ state
@@ -417,6 +429,21 @@ class Viewer:
         if window != self.window:
             self.window = window
             self.show_frame()
+
+    def _on_lattice(self, attr, old, new):
+        if new and not self.lattice_source.data["x"]:
+            self._background(partial(lattice_overlay, self.ds), self._draw_lattice,
+                             "finding the Bragg peaks and their Brillouin zones ...")
+        for renderer in self.lattice:
+            renderer.visible = new
+
+    def _draw_lattice(self, found):
+        peaks, zones = found
+        self.lattice_source.data = {"x": peaks[:, 1] + 0.5, "y": peaks[:, 0] + 0.5}
+        closed = [np.vstack([z, z[:1]]) + 0.5 for z in zones if len(z)]
+        self.zones_source.data = {"xs": [z[:, 1] for z in closed],
+                                  "ys": [z[:, 0] for z in closed]}
+        self.say(f"{len(peaks)} Bragg peaks, {len(closed)} Brillouin zones")
 
     def _on_play(self, attr, old, new):
         doc = self.pattern.document

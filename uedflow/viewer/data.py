@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..image import brillouin_zones
 from ..pipeline.export import to_csv
 
 __all__ = ["MAX_PIXELS", "REQUIRED", "block_mean", "check_store", "color_limits", "frame_window",
-           "mask_window", "pattern_image", "radius_trace", "region_from_box", "region_label",
-           "region_trace", "traces_csv", "visible_window"]
+           "lattice_overlay", "mask_window", "pattern_image", "radius_trace", "region_from_box",
+           "region_label", "region_trace", "traces_csv", "visible_window"]
 
 #: Most pixels along either side of an image sent to the browser.
 MAX_PIXELS = 1024
@@ -315,3 +316,33 @@ def traces_csv(traces, var="change"):
     with tempfile.TemporaryDirectory() as folder:
         path = to_csv(table, Path(folder) / "traces.csv", rows="delay")
         return path.read_text(encoding="utf-8")
+
+
+def lattice_overlay(ds):
+    """The Bragg peaks of the equilibrium pattern and their Brillouin zones, to draw.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A reduced Dataset (its ``equilibrium``, ``mask`` and ``center`` are read).
+
+    Returns
+    -------
+    peaks : ndarray, shape (K, 2)
+        ``(row, col)`` of the peaks of :meth:`ReducedAccessor.peak_traces` (found in the
+        equilibrium, refined, those with a fully valid disk).
+    zones : list of ndarray, shape (M, 2)
+        The corners ``(row, col)`` of every visible zone
+        (:meth:`uedflow.image.brillouin_zones.getVisibleBZs`).
+
+    Raises
+    ------
+    ValueError
+        If fewer than two peaks are found (e.g. a polycrystalline pattern).
+    """
+    table = ds.ued.peak_traces()
+    peaks = np.column_stack([table["row"].values, table["col"].values])
+    image = np.nan_to_num(np.asarray(ds["equilibrium"].values, dtype=float))
+    valid = ds["mask"].values.astype(bool) if "mask" in ds else np.ones(image.shape, bool)
+    zones = brillouin_zones(image, valid, peaks, center=ds["center"].values.astype(float))
+    return peaks, [np.asarray(z.visible_vertices, dtype=float) for z in zones.getVisibleBZs()]
