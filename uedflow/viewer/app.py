@@ -174,6 +174,7 @@ class Viewer:
         self.mask = ds["mask"].values.astype(bool) if "mask" in ds else None
         self.window = (0, self.shape[0], 0, self.shape[1])
         self.limits = {}
+        self._reading = self._again = False
         self.regions, self.cache, self.count = {}, {}, 0
         self.fit_renderer = None
         self._build_pattern()
@@ -382,39 +383,60 @@ class Viewer:
     # ------------------------------------------------------------------ the pattern
 
     def show_frame(self):
-        """Show the frame of the slider's delay in the current window."""
-        self._guarded(self._show_frame)
+        """Show the frame of the slider's delay in the current window: read in the background
+        when served, and while one is read only the latest request waits (a dragged slider
+        shows the frames it can, then the last)."""
+        if self._reading:
+            self._again = True
+            return
+        self._reading = True
+        state = (int(self.slider.value), self.window, self.mode_name, self.show_mask.active)
+        self._background(partial(self._read_frame, *state), partial(self._show, state),
+                         failed=self._frame_done)
 
-    def _show_frame(self):
-        index = int(self.slider.value)
-        delay = float(self.ds["delay"].values[index])
-        self.slider.title = (f"delay {delay:g} ps ({index + 1} of {self.ds.sizes['delay']})")
-        self.delay_span.location = index + 0.5
-        change, error = self.radial[index], self.radial_error[index]
-        self.profile_source.data = {"x": self.ds[self.profile_x].values, "change": change,
-                                    "lower": change - error, "upper": change + error}
-        mode = "change" if self.mode_name == "ΔI/I" else "counts"
-        values, factor = pattern_image(self.ds, index, self.window, mode,
-                                       max_pixels=PATTERN_SIZE)
-        key = (self.mode_name, self.window)
-        if key not in self.limits:
-            self.limits = {key: self._limits(values)}
-        mapper = self.mappers[self.mode_name]
-        mapper.low, mapper.high = self.limits[key]
-        for name, image in self.images.items():
-            image.visible = name == self.mode_name
-        row0, row1, col0, col1 = self.window
-        place = {"x": [col0], "y": [row0], "dw": [col1 - col0], "dh": [row1 - row0]}
-        self.frame_source.data = {"image": [values], "factor": [factor], **place}
-        if self.show_mask.active and self.mask is not None:
-            self.mask_source.data = {"image": [mask_window(self.mask, self.window, factor)],
-                                     **place}
-        self.mask_image.visible = self.show_mask.active
+    def _read_frame(self, index, window, mode_name, masked):
+        mode = "change" if mode_name == "ΔI/I" else "counts"
+        values, factor = pattern_image(self.ds, index, window, mode, max_pixels=PATTERN_SIZE)
+        mask = (mask_window(self.mask, window, factor) if masked and self.mask is not None
+                else None)
+        return values, factor, mask
 
-    def _limits(self, values):
-        if self.mode_name == "ΔI/I":
+    def _show(self, state, result):
+        try:
+            index, window, mode_name, _ = state
+            values, factor, mask = result
+            delay = float(self.ds["delay"].values[index])
+            self.slider.title = f"delay {delay:g} ps ({index + 1} of {self.ds.sizes['delay']})"
+            self.delay_span.location = index + 0.5
+            change, error = self.radial[index], self.radial_error[index]
+            self.profile_source.data = {"x": self.ds[self.profile_x].values, "change": change,
+                                        "lower": change - error, "upper": change + error}
+            key = (mode_name, window)
+            if key not in self.limits:
+                self.limits = {key: self._limits(values, mode_name)}
+            self.mappers[mode_name].low, self.mappers[mode_name].high = self.limits[key]
+            for name, image in self.images.items():
+                image.visible = name == mode_name
+            row0, row1, col0, col1 = window
+            place = {"x": [col0], "y": [row0], "dw": [col1 - col0], "dh": [row1 - row0]}
+            self.frame_source.data = {"image": [values], "factor": [factor], **place}
+            if mask is not None:
+                self.mask_source.data = {"image": [mask], **place}
+            self.mask_image.visible = mask is not None
+        finally:
+            self._frame_done()
+
+    def _frame_done(self):
+        self._reading = False
+        if self._again:
+            self._again = False
+            self.show_frame()
+
+    @staticmethod
+    def _limits(values, mode_name):
+        if mode_name == "ΔI/I":
             return color_limits(values, symmetric=True)
-        if self.mode_name == "log":
+        if mode_name == "log":
             positive = values[values > 0]
             low, high = color_limits(positive) if positive.size else (1.0, 10.0)
             return max(low, 1e-3), max(high, 2 * max(low, 1e-3))
@@ -431,9 +453,10 @@ class Viewer:
             self.show_frame()
 
     def _on_lattice(self, attr, old, new):
-        if new and not self.lattice_source.data["x"]:
-            self._background(partial(lattice_overlay, self.ds), self._draw_lattice,
-                             "finding the Bragg peaks and their Brillouin zones ...")
+        if new and not len(self.lattice_source.data["x"]):
+            self._guarded(self._background, partial(lattice_overlay, self.ds),
+                          self._draw_lattice, "finding the Bragg peaks and their Brillouin "
+                          "zones ...")
         for renderer in self.lattice:
             renderer.visible = new
 
@@ -498,14 +521,22 @@ class Viewer:
                 self.cache[key] = region_trace(self.ds, region)
         return self.cache[key]
 
-    def _background(self, compute, apply, message):
+    def _background(self, compute, apply, message=None, failed=None):
         """``apply(compute())``, the computation in a worker thread when served (the page
-        stays live and says ``message`` meanwhile), at once without a server."""
-        doc = self.layout.document
+        stays live, and says ``message`` meanwhile), at once without a server (then an error
+        is raised). ``failed()`` is called if ``compute`` raises."""
+        doc = self.layout.document if hasattr(self, "layout") else None
         if doc is None or doc.session_context is None:
-            apply(compute())
+            try:
+                result = compute()
+            except Exception:
+                if failed is not None:
+                    failed()
+                raise
+            apply(result)
             return
-        self.say(message)
+        if message:
+            self.say(message)
 
         @without_document_lock
         async def work():
@@ -514,6 +545,8 @@ class Viewer:
             except Exception as exc:
                 doc.add_next_tick_callback(partial(self.say, f"{type(exc).__name__}: {exc}",
                                                    error=True))
+                if failed is not None:
+                    doc.add_next_tick_callback(failed)
                 return
             doc.add_next_tick_callback(partial(self._guarded, apply, result))
 
