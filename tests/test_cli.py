@@ -4,6 +4,7 @@ import contextlib
 import importlib
 import io
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -17,20 +18,27 @@ import pytest
 
 import uedflow.cli
 import uedflow.io.zarrstore
-from uedflow import open_stack, to_zarr
+from uedflow import open_reduced, open_stack
 from uedflow.cli import main
 from uedflow.datasets import make_run
 
 
-def test_demo_generates_opens_and_ingests(tmp_path, capsys):
-    assert main(["demo", "--dir", str(tmp_path / "demo"), "--size", "128"]) == 0
+def test_demo_does_the_main_job_and_reuses_what_it_made(tmp_path, capsys):
+    demo = tmp_path / "demo"
+    assert main(["demo", "--dir", str(demo), "--size", "64", "-q"]) == 0
     out = capsys.readouterr().out
-    assert "dims   : delay=12, scan=2, y=128, x=128" in out
-    assert "compression ratio" in out
-    assert "identical to the raw run: True" in out
-    assert open_stack(tmp_path / "demo" / "run.zarr").shape == (12, 2, 128, 128)
-    assert main(["demo", "--dir", str(tmp_path / "demo"), "--size", "128"]) == 0
-    assert "Using the demo run" in capsys.readouterr().out
+    assert "dims   : delay=12, scan=2, y=64, x=64" in out and "found  : preset" in out
+    assert "reduced run, complete" in out and "recovered vs ground truth" in out
+    assert float(re.search(r"centre : .* error (\S+) px", out)[1]) < 0.5
+    assert sorted(p.name for p in (demo / "reduced-quicklook").glob("*.png")) == [
+        "pattern.png", "peaks.png", "radial.png"]
+    assert open_reduced(demo / "reduced.zarr")["diffraction"].shape == (12, 64, 64)
+    files = {p: p.stat().st_mtime_ns for p in demo.rglob("*") if p.is_file()}
+    assert main(["demo", "--dir", str(demo), "--size", "64", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "Using the demo run" in out and "Using the reduced store" in out
+    assert "recovered vs ground truth" in out
+    assert files == {p: p.stat().st_mtime_ns for p in demo.rglob("*") if p.is_file()}
 
 
 def test_ingest_and_info(tiff_dir, tmp_path, capsys):
@@ -49,6 +57,34 @@ def test_errors_name_the_source(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nowhere.tif")]) == 2
     err = capsys.readouterr().err
     assert "nowhere.tif" in err and "Traceback" not in err
+
+
+COMMANDS = sorted(uedflow.cli.build_parser()._subparsers._group_actions[0].choices)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_describes_it_with_examples_that_parse(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    text, examples = uedflow.cli.HELP[command]
+    assert " ".join(out.split()).count(" ".join(text.split())) == 1  # the paragraph
+    assert 2 <= len(examples) <= 3 and out.count(f"\n  uedflow {command}") == len(examples)
+    assert "`" not in out
+    for example in examples:  # each example is a valid command line
+        argv = shlex.split(example, comments=True)
+        argv = argv[1:min([argv.index(op) for op in ("&&", ">", "|") if op in argv] or [None])]
+        assert uedflow.cli.build_parser().parse_args(argv).command == command
+
+
+def test_top_level_help_is_plain_text_naming_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "`" not in out and "thin layer" not in out and "uedflow demo" in out
+    for command in COMMANDS:
+        assert f"\n    {command} " in out
 
 
 def test_console_script_is_installed():
@@ -221,27 +257,12 @@ def test_full_disk_is_one_line_naming_the_output_and_its_free_space(tmp_path):
 
 def test_demo_never_replaces_a_store_it_did_not_make(tmp_path):
     demo = tmp_path / "demo"
-    (demo / "run.zarr").mkdir(parents=True)
-    (demo / "run.zarr" / "notes.txt").write_text("precious")
-    _, err = _main(["demo", "--dir", demo, "--size", 64], 2)
-    _one_line(err, demo / "run.zarr", "--overwrite")
-    assert (demo / "run.zarr" / "notes.txt").read_text() == "precious"
-    _, err = _main(["demo", "--dir", demo, "--size", 64, "--overwrite"], 2)
-    assert (demo / "run.zarr" / "notes.txt").read_text() == "precious"  # not uedflow's
-
-    shutil.rmtree(demo / "run.zarr")
-    _main(["demo", "--dir", demo, "--size", 64], 0)
-    files = {p: p.stat().st_mtime_ns for p in (demo / "run.zarr").rglob("*") if p.is_file()}
-    out, _ = _main(["demo", "--dir", demo, "--size", 64], 0)
-    assert "Using the zarr store" in out and "identical to the raw run" in out
-    assert files == {p: p.stat().st_mtime_ns for p in (demo / "run.zarr").rglob("*")
-                     if p.is_file()}  # reused, untouched
-
-    to_zarr(open_stack(demo / "run")[:, :1], demo / "run.zarr", overwrite=True)  # another
-    _, err = _main(["demo", "--dir", demo, "--size", 64], 2)
-    _one_line(err, demo / "run.zarr")
-    out, _ = _main(["demo", "--dir", demo, "--size", 64, "--overwrite"], 0)
-    assert "identical to the raw run: True" in out
+    (demo / "reduced.zarr").mkdir(parents=True)
+    (demo / "reduced.zarr" / "notes.txt").write_text("precious")
+    for extra in ([], ["--overwrite"]):
+        _, err = _main(["demo", "--dir", demo, "--size", 64, "-q", *extra], 2)
+        _one_line(err, demo / "reduced.zarr")
+        assert (demo / "reduced.zarr" / "notes.txt").read_text() == "precious"
 
 
 # ---------------------------------------------------------------- signals

@@ -18,6 +18,7 @@ import shlex
 import shutil
 import signal
 import sys
+import textwrap
 import traceback
 import warnings
 from dataclasses import replace
@@ -523,46 +524,38 @@ def _ingest(args):
     print(report)
 
 
-def _same_stack(a, b):
-    """Whether two stacks hold the same frames, dims and leading coordinates."""
-    if a.dims != b.dims or a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    for dim in a.dims[:-2]:
-        if (dim in a.coords) != (dim in b.coords) or (
-                dim in a.coords and not np.array_equal(a[dim].values, b[dim].values)):
-            return False
-    return bool(np.array_equal(a.values, b.values))
-
-
 def _demo(args):
+    """The main job on the synthetic demo run: make it (or reuse it), show what is in it,
+    reduce it, write quick-look PNGs, and compare what was recovered with the truth."""
     from .datasets import demo_run
+    from .pipeline.quicklook import quicklook
+    from .pipeline.store import read_state
 
-    root = Path(args.dir)
-    run, store = root / "run", root / "run.zarr"
+    root = Path(args.dir).absolute()
+    run, store = root / "run", root / "reduced.zarr"
     if (run / "run.json").exists():
         print(f"Using the demo run in {run}")
     else:
         print(f"Generating the synthetic demo run in {run} ({args.size}x{args.size} frames)")
         demo_run(run, size=args.size)
-    stack = open_stack(run)
-    print(describe(stack))
-    if store.exists() and not args.overwrite:
-        try:
-            same = _same_stack(open_stack(store), stack)
-        except INPUT_ERRORS:
-            same = False
-        if not same:
-            raise FileExistsError(f"'{store}' exists and is not the zarr store of this demo "
-                                  "run; pass --overwrite to replace it, or choose another --dir")
-        print(f"Using the zarr store {store}: identical to the raw run")
-        return
-    report = to_zarr(stack, store, overwrite=args.overwrite, progress=True)
-    print(report)
-    reopened = open_stack(store)
-    same = _same_stack(reopened, stack)
-    print(f"re-opened from zarr: dims {reopened.dims}, identical to the raw run: {same}")
-    if not same:
-        raise ValueError(f"the zarr store '{store}' differs from the raw run '{run}'")
+    state = read_state(store)
+    if state is None or state["state"] != "complete" or args.overwrite:
+        argv = ["reduce", str(run), "-o", str(store), *(["--overwrite"] * args.overwrite),
+                *(["-q"] * args.quiet)]
+        reduce_args = build_parser().parse_args(argv)
+        reduce_args.argv = args.argv
+        _reduce(reduce_args)
+    else:
+        print(f"Using the reduced store {store}")
+        print(describe_reduced(store, state))
+    folder = _quicklook_dir(store)
+    if args.overwrite or not (folder.is_dir() and any(folder.glob("*.png"))):
+        for path in quicklook(store, folder):
+            print(f"wrote {path}")
+    print(_demo_comparison(store, run))
+    store = shlex.quote(str(store))
+    print(f"next: uedflow info {store}; uedflow view {store}; uedflow fit {store} --region "
+          "ring:R1,R2 (px)")
 
 
 def _verify(args):
@@ -735,8 +728,125 @@ def _run_options():
     return options
 
 
+#: What ``uedflow --help`` says above the list of commands (plain text).
+DESCRIPTION = """\
+uedflow reduces ultrafast electron diffraction runs (thousands of detector frames, one per
+delay and scan) to a zarr store of averaged patterns, radial profiles and their change with
+delay, with error bars, on a laptop or a cluster. A reduction killed at any point resumes
+where it stopped.
+
+Start with 'uedflow demo' to see the main job on a synthetic run, then 'uedflow info RUN'
+on your own run. 'uedflow COMMAND --help' explains each command, with examples."""
+
+#: What ''uedflow --help'' says below the list of commands.
+EPILOG = """\
+a session:
+  uedflow info raw/                       what is there: delays, scans, darks, gaps, verdict
+  uedflow config > reduce.toml            the whole configuration, commented, to edit
+  uedflow reduce raw/ -o reduced.zarr --config reduce.toml --quicklook
+  uedflow view reduced.zarr               look at it in the browser
+
+Runs named otherwise: --pattern 'run{scan}/img_*_{delay:fs}fs.tif' (see uedflow reduce --help).
+A failing command prints one line on standard error and exits with 2 for bad input (a file,
+a flag, a store), 3 for an internal error (--debug shows its traceback), 130 when interrupted
+(Ctrl-C) and 143 when terminated, naming the command that resumes or redoes the work."""
+
+#: Of every command: what it does (one paragraph) and examples, shown by ''--help''.
+HELP = {
+    "demo": (
+        "Generate a synthetic time-resolved run with a known centre, drift, hot pixels and "
+        "a Debye-Waller drop after time zero (2 scans x 12 delays), then do the main job on "
+        "it: show what is in it, reduce it to DIR/reduced.zarr, write quick-look PNGs, and "
+        "print the centre and shifts recovered next to the ground truth. Run again, it "
+        "reuses what is there.",
+        ["uedflow demo", "uedflow demo --size 128 --dir /tmp/quick",
+         "uedflow demo --size 2048        # at detector size"]),
+    "info": (
+        "Summarise what SOURCE holds without reading pixels (except to find bad compressed "
+        "frames). For a raw run: how its files were found (the preset or pattern of every "
+        "role), its delays and scans, darks, flat fields and pump-off frames, the frames "
+        "missing, bad or given twice, and the verdict 'uedflow reduce' would reach with the "
+        "same flags and --config: run on which frames, or stop and why. For a reduced store: "
+        "its variables, centre, rejections and masked fraction.",
+        ["uedflow info raw/",
+         "uedflow info raw/ --pattern 'run{scan}/img_*_{delay:fs}fs.tif' --missing exclude",
+         "uedflow info reduced.zarr"]),
+    "ingest": (
+        "Stream a raw stack (a run, a folder or glob of frames, a multi-frame file) into one "
+        "compressed zarr store, chunk by chunk, never holding it in memory: reading it back "
+        "is faster than thousands of small files. 'uedflow reduce' reads the store as it "
+        "reads the run.",
+        ["uedflow ingest raw/ -o raw.zarr",
+         "uedflow ingest 'frames/*.tif' -o frames.zarr --clevel 3",
+         "uedflow ingest raw/ -o raw.zarr --pattern 'run{scan}/img_*_{delay:fs}fs.tif'"]),
+    "reduce": (
+        "Reduce a raw run to a zarr store: dark and flat-field correction, pixel mask, "
+        "centre, registration of every frame, normalisation, outlier rejection, averages "
+        "over scans with their errors, radial profiles and their change ΔI/I. Every step is "
+        "set in the TOML of --config ('uedflow config' prints it all); how the run's files "
+        "are named is set by the flags below or its [run] section. The store is written "
+        "chunk by chunk: killed, the same command resumes it.",
+        ["uedflow reduce raw/ -o reduced.zarr --quicklook",
+         "uedflow reduce raw/ -o reduced.zarr --config reduce.toml --workers 8",
+         "uedflow reduce lab/ -o r.zarr --pattern 'scan{scan}_{position}mm.tif' "
+         "--delays stage.csv --skip-bad"]),
+    "config": (
+        "Print the whole reduction configuration as TOML, every section and key with a "
+        "comment: the defaults, or the configuration a TOML file gives (the keys it leaves "
+        "out at their defaults, its relative paths made absolute). The output reads back "
+        "to the same configuration; 'false' switches an optional step or key off.",
+        ["uedflow config > reduce.toml", "uedflow config reduce.toml",
+         "uedflow config --no-comments"]),
+    "quicklook": (
+        "Write PNGs of a reduced store: the pattern, the radial profiles and their change "
+        "with delay, and the Bragg peaks found.",
+        ["uedflow quicklook reduced.zarr", "uedflow quicklook reduced.zarr -o pngs/ --overwrite"]),
+    "verify": (
+        "Check every chunk of a store that uedflow wrote against the checksums recorded "
+        "when it was written, and list the damaged ones (exit status 1 if any).",
+        ["uedflow verify reduced.zarr", "uedflow verify raw.zarr && echo intact"]),
+    "peaks": (
+        "Find the Bragg peaks of a reduced store, integrate each in a disk minus a "
+        "background annulus at every delay, average the equivalent peaks, and write the "
+        "table, the traces and a PNG; with a lattice (or CIF) the peaks are indexed, and with "
+        "the geometry given in q.",
+        ["uedflow peaks reduced.zarr",
+         "uedflow peaks reduced.zarr --lattice 4.05 4.05 4.05 90 90 90 --zone 0 0 1",
+         "uedflow peaks reduced.zarr --energy 90 --camera-length 0.3 --pixel-size 14e-6"]),
+    "fit": (
+        "Fit ΔI/I of a region of a reduced store (a ring about the centre, a disk or a "
+        "rectangle) to one or two exponentials convolved with the instrument response, and "
+        "print the fitted parameters with their errors.",
+        ["uedflow fit reduced.zarr --region ring:40,60",
+         "uedflow fit reduced.zarr --region disk:120,135,6 --exponentials 2 -o fit.png",
+         "uedflow fit reduced.zarr --region ring:40,60 --irf 0.3 --t0 0"]),
+    "export": (
+        "Export a reduced store for other programs: CSV of the radial profiles and their "
+        "change with errors (or of the variables named), or everything as HDF5/NeXus.",
+        ["uedflow export reduced.zarr -o profiles.csv",
+         "uedflow export reduced.zarr -o run.nxs",
+         "uedflow export reduced.zarr -o change.csv --var radial_change --rows delay"]),
+    "view": (
+        "Open a reduced store in the browser: the pattern at each delay, the radial change "
+        "map, and the traces of regions drawn on the pattern.",
+        ["uedflow view reduced.zarr", "uedflow view reduced.zarr --port 8765 --no-browser"]),
+}
+
+
+def _teach(sub):
+    """Give every command of ``sub`` its description and examples (:data:`HELP`, the one
+    place of the help texts: a command's own are replaced)."""
+    for name, parser in sub.choices.items():
+        if name not in HELP:
+            continue
+        text, examples = HELP[name]
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.description = "\n".join(textwrap.wrap(text, 92, break_on_hyphens=False))
+        parser.epilog = "examples:\n" + "\n".join(f"  {example}" for example in examples)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="uedflow", description=__doc__,
+    parser = argparse.ArgumentParser(prog="uedflow", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"uedflow {__version__}")
     parser.add_argument("--debug", action="store_true",
@@ -745,11 +855,15 @@ def build_parser():
     common = [_common()]
 
     p = sub.add_parser("demo", parents=common,
-                       help="generate the synthetic demo run, open it, ingest it")
-    p.add_argument("--dir", default="uedflow-demo", help="where to put it (default: %(default)s)")
-    p.add_argument("--size", type=int, default=512, help="frame size in pixels")
+                       help="the main job on a synthetic run: make it, reduce it, plot it")
+    p.add_argument("--dir", default="uedflow-demo",
+                   help="where to put the run, the reduced store and the PNGs "
+                   "(default: %(default)s)")
+    p.add_argument("--size", type=int, default=DEMO_SIZE,
+                   help="frame side in pixels (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing DIR/run.zarr that differs from the demo run")
+                   help="reduce again into DIR/reduced.zarr and replace its PNGs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_demo)
 
     run = [*common, _run_options()]
@@ -789,8 +903,7 @@ def build_parser():
     p.add_argument("--quicklook", action="store_true", help="also write quick-look PNGs")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing reduced store (and quick-look PNGs)")
-    p.add_argument("--demo", action="store_true",
-                   help="reduce the synthetic demo run (generated beside the output)")
+    p.add_argument("--demo", action="store_true", help=argparse.SUPPRESS)  # see uedflow demo
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_reduce)
 
@@ -869,6 +982,7 @@ def build_parser():
                    "tunnel it: ssh -L PORT:127.0.0.1:PORT HOST")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     p.set_defaults(func=_view)
+    _teach(sub)
     return parser
 
 
@@ -943,9 +1057,9 @@ def _error_message(args, exc):
 def _redo_hint(args):
     """The command that resumes (reduce) or redoes the interrupted command."""
     argv = list(args.argv)
-    if args.command in ("ingest", "demo") and "--overwrite" not in argv:
+    if args.command == "ingest" and "--overwrite" not in argv:
         argv.append("--overwrite")
-    verb = "resume" if args.command == "reduce" else "run it again"
+    verb = "resume" if args.command in ("reduce", "demo") else "run it again"
     return f"{verb} with: {shlex.join(['uedflow', *argv])}"
 
 
