@@ -20,6 +20,7 @@ The peak resident memory of this process (the server) is printed: the movie is n
 """
 
 import argparse
+import io
 import json
 import resource
 import shutil
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 MODEL = "Bokeh.documents[0].get_model_by_name({!r})"
 
@@ -179,7 +181,8 @@ def measure(store, repeat):
 
 
 def screenshot(store, output):
-    """The viewer on ``store`` with a ring, a rectangle, a radius range and a fit."""
+    """The viewer on ``store`` with a ring, a rectangle, a radius range, the Bragg peaks and
+    Brillouin zones, and a fit."""
     from uedflow.pipeline import open_reduced
     from uedflow.viewer import serve
 
@@ -200,6 +203,8 @@ def screenshot(store, output):
         n = radius.size
         drag(page, "map", (radius[n // 3], 2), (radius[n // 3 + 8], 6))
         page.wait_for_function(f"{regions} == 3")
+        page.get_by_role("button", name="peaks & zones", exact=True).click()
+        page.wait_for_function(f"{MODEL.format('status')}.text.includes('Bragg peaks')")
         page.get_by_role("button", name="fit", exact=True).click()
         page.wait_for_function(f"{MODEL.format('fit_result')}.text.includes('tau')")
         page.locator(".noUi-handle").focus()
@@ -208,7 +213,8 @@ def screenshot(store, output):
         page.wait_for_function(f"{MODEL.format('delay')}.title.includes('(8 of')")
         page.mouse.move(*to_page(frame_box(page, "pattern"), col + 80, row + 80))
         page.wait_for_timeout(800)
-        page.screenshot(path=output)
+        image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+        image.quantize(256, method=Image.Quantize.MEDIANCUT).save(output, optimize=True)
     browser.close()
     playwright.stop()
     print(f"wrote {output}")
