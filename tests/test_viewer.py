@@ -19,6 +19,7 @@ from playwright.sync_api import sync_playwright
 
 import uedflow.pipeline  # noqa: F401  (registers the Dataset accessor)
 from uedflow.analysis import QCalibration
+from uedflow.cli import main
 from uedflow.datasets import make_run
 from uedflow.io.runs import open_run
 from uedflow.pipeline import open_reduced, reduce, write_reduced
@@ -519,3 +520,10 @@ def test_the_view_command_serves_until_interrupted(store):
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=20)
     assert process.returncode == 0 and "stopped" in out
+
+
+def test_view_errors_in_the_terminal(viewer, store, tmp_path, capsys):
+    assert main(["view", str(tmp_path / "none.zarr"), "--no-browser"]) == 2
+    assert "none.zarr' does not exist" in capsys.readouterr().err
+    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{viewer.port}"):
+        serve(store, port=viewer.port)     # in use

@@ -296,6 +296,7 @@ class Viewer:
         p.select_one(BoxSelectTool).renderers = [selector]
         p.on_event(SelectionGeometry, self._on_profile_box)
         self.profile = p
+
     def _build_traces(self):
         p = figure(name="traces", width=560, height=280, min_border_left=BORDER,
                    tools="pan,wheel_zoom,box_zoom,reset,save",
