@@ -82,6 +82,11 @@ def test_regions_from_boxes_and_their_traces_are_time_series():
     (_, r1, r2), = region_from_box("ring", 38, 49, 19, 21, centre).values()
     assert (r1, r2) == (12.5, round(float(np.hypot(20.5 - 20, 48.5 - 25)), 1))
     assert region_from_box("rect", 3, 3.2, 0, 9, centre) is None
+    # a box beyond the frame (after a pan): its pixels in the frame
+    region = region_from_box("rect", -6.3, 8.2, 35.4, 47.0, centre, shape=(40, 50))
+    assert region == {"rect": (35, 40, 0, 8)}
+    np.testing.assert_allclose(region_trace(ds, region)["change"],
+                               ds.ued.time_series(**region, change=True)["change"])
     with pytest.raises(ValueError, match="outside the frame"):
         region_trace(ds, {"rect": (60, 70, 0, 5)})
 

@@ -487,7 +487,7 @@ class Viewer:
         if not event.final or geometry.get("type") != "rect":
             return
         region = region_from_box(self.kind.value, geometry["x0"], geometry["x1"],
-                                 geometry["y0"], geometry["y1"], self.center)
+                                 geometry["y0"], geometry["y1"], self.center, self.shape)
         if region is None:
             self.say("the box is too small for a region: drag a larger one", error=True)
             return

@@ -154,7 +154,7 @@ def color_limits(values, symmetric=False, percentile=0.5):
     return float(low), float(high if high > low else low + 1)
 
 
-def region_from_box(kind, x0, x1, y0, y1, center):
+def region_from_box(kind, x0, x1, y0, y1, center, shape=None):
     """A region of :meth:`ReducedAccessor.time_series` from a box dragged on the pattern.
 
     Parameters
@@ -168,6 +168,9 @@ def region_from_box(kind, x0, x1, y0, y1, center):
         ``row <= y < row + 1`` and ``col <= x < col + 1``.
     center : tuple of float
         ``(row, col)``, pixels.
+    shape : tuple of int, optional
+        The frame's ``(rows, cols)``: a rectangle is cut to it (a box dragged beyond the
+        frame, e.g. after a pan, keeps only its pixels).
 
     Returns
     -------
@@ -180,6 +183,8 @@ def region_from_box(kind, x0, x1, y0, y1, center):
     --------
     >>> region_from_box("rect", 10.2, 20.4, 5.0, 8.9, (16, 16))
     {'rect': (5, 9, 10, 20)}
+    >>> region_from_box("rect", -3.2, 20.4, 5.0, 40.3, (16, 16), shape=(32, 32))
+    {'rect': (5, 32, 0, 20)}
     >>> region_from_box("disk", 10, 20, 10, 20, (16, 16))
     {'disk': ((14.5, 14.5), 5.0)}
     >>> region_from_box("ring", 26.5, 32.5, 15.5, 17.5, (16, 16))
@@ -195,7 +200,9 @@ def region_from_box(kind, x0, x1, y0, y1, center):
         return {"ring": ((row, col), r1, r2)} if r2 - r1 >= 0.5 else None
     (y0, y1), (x0, x1) = sorted((y0, y1)), sorted((x0, x1))
     if kind == "rect":
-        rect = (round(y0), round(y1), round(x0), round(x1))
+        rect = (max(round(y0), 0), round(y1), max(round(x0), 0), round(x1))
+        if shape is not None:
+            rect = (rect[0], min(rect[1], shape[0]), rect[2], min(rect[3], shape[1]))
         return {"rect": rect} if rect[1] > rect[0] and rect[3] > rect[2] else None
     if kind == "disk":
         radius = round(min(y1 - y0, x1 - x0) / 2, 1)
