@@ -299,3 +299,42 @@ def test_signal_ends_with_one_line_and_the_command_to_run_again(tmp_path, signum
     assert proc.returncode == status
     _one_line(err, f"interrupted ({signal.Signals(signum).name}); run it again with: "
                    f"{shlex.join(['uedflow', *argv, '--overwrite'])}")
+
+
+# ---------------------------------------------------------------- progress
+
+def test_progress_in_a_log_is_one_line_per_step_with_its_duration(tmp_path):
+    run = tmp_path / "run"
+    make_run(run, shape=(48, 48), delays=[-1.0, 0.5, 1.0], n_scans=2, seed=4, drift=0.3)
+    out, _ = _main(["reduce", run, "-o", tmp_path / "r.zarr"], 0)  # not a terminal
+    assert "\r" not in out and "Completed" not in out
+    steps = [line for line in out.splitlines() if line.startswith("reduce: ")]
+    assert len(steps) >= 3 and steps[-1].startswith("reduce: writing the store (")
+    assert all(re.fullmatch(r"reduce: \S.* \(\d+\.\d s\)", line) for line in steps), steps
+    out, _ = _main(["ingest", run, "-o", tmp_path / "s.zarr"], 0)
+    assert re.search(r"^ingest: writing the store \(\d+\.\d s\)$", out, re.M)
+    out, _ = _main(["reduce", run, "-o", tmp_path / "q.zarr", "-q"], 0)
+    assert "reduce: " not in out  # quiet
+
+
+def test_progress_on_a_terminal_is_one_labelled_bar_per_step_that_fits(monkeypatch):
+    import dask
+    import dask.array as da
+    from dask.diagnostics import ProgressBar
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a: os.terminal_size((50, 20)))
+    out = io.StringIO()
+    steps = uedflow.cli.StepProgress(out, tty=True)
+    with contextlib.redirect_stdout(steps):
+        for label in ("reduce: a step whose name is longer than the terminal", "reduce: b"):
+            print(label, flush=True)
+            with ProgressBar(dt=0.01):
+                dask.compute(da.ones(100, chunks=10).sum())
+        print("done")
+    steps.close()
+    lines = out.getvalue().split("\n")
+    assert lines[-2:] == ["done", ""] and len(lines) == 4  # one line per step, then "done"
+    for line, label in zip(lines[:2], ("reduce: a step whose", "reduce: b"), strict=True):
+        draws = [d for d in line.split("\r") if d]
+        assert all(len(d) <= 50 and d.startswith(label) for d in draws), draws
+        assert re.search(r"\[#+\] 100% \d+\.\d s$", draws[-1])

@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import textwrap
+import time
 import traceback
 import warnings
 from dataclasses import replace
@@ -56,6 +57,9 @@ COMPRESSION = 0.5
 
 #: Flags of the run's discovery (:func:`_run_options`): the keys of the config's ``[run]``.
 RUN_FLAGS = ("pattern", "darks", "flats", "pump_off", "ignore", "preset", "delays", "missing")
+
+#: Lines that name a step of a command, shown with its progress (:class:`StepProgress`).
+STEP_PREFIXES = ("reduce: ", "ingest: ")
 
 #: Loggers of libraries whose warnings are noise on the command line (shown with --debug).
 QUIET_LOGGERS = ("tifffile", "asyncio", "distributed", "rsciio")
@@ -427,6 +431,8 @@ def _reduce(args):
         print(describe_run(run))
         check_free_space(output, _reduced_nbytes(run, output))
         reduced = reduce(run, config, progress=not args.quiet)
+        if not args.quiet:
+            print("reduce: writing the store", flush=True)
         report = write_reduced(reduced, output, overwrite=args.overwrite,
                                progress=not args.quiet)
     print(report)
@@ -519,6 +525,8 @@ def _ingest(args):
                             run=run_settings(args, _config(args)))
         print(describe(stack))
         check_free_space(output, int(stack.nbytes * COMPRESSION))
+        if not args.quiet:
+            print("ingest: writing the store", flush=True)
         report = to_zarr(stack, output, clevel=args.clevel, overwrite=args.overwrite,
                          progress=not args.quiet)
     print(report)
@@ -986,6 +994,111 @@ def build_parser():
     return parser
 
 
+class StepProgress:
+    """Standard output of a command, with its progress shown to fit where it goes.
+
+    A step is a line that starts with one of :data:`STEP_PREFIXES` (the pipeline prints
+    ``reduce: STEP`` before each computation; the commands ``reduce: writing the store``
+    before the write); its bar is what dask or distributed draws (``\\r[###  ] | 45%
+    Completed | 1.2s``). On a terminal, each step is one bar labelled with the step, fitted to
+    the terminal's width; otherwise (a log file, a pipe), each step is one line with its
+    duration, ``reduce: registration (12.3 s)``. Every other line passes through.
+
+    Parameters
+    ----------
+    out : file-like
+        Where the output goes (standard output).
+    tty : bool, optional
+        Whether ``out`` is a terminal (default: ``out.isatty()``).
+    """
+
+    #: A bar of dask or distributed: its percentage.
+    BAR = re.compile(r"\r\[[# ]*\] \| *(\d+)% Completed \|")
+
+    def __init__(self, out, tty=None):
+        self.out = out
+        self.tty = bool(out.isatty()) if tty is None else tty
+        self.label, self.start, self.partial, self.bar = None, None, "", False
+
+    def write(self, text):
+        """Write ``text``: steps held until their bar ends, bars redrawn or summed up."""
+        match = self.BAR.match(text)
+        if match:
+            self._draw(int(match[1]))
+        elif self.bar and text in ("\n", "\33[2K\r"):  # dask's, distributed's end of a bar
+            self._end()
+        else:
+            self.partial += text
+            while "\n" in self.partial:
+                line, self.partial = self.partial.split("\n", 1)
+                if line.startswith(STEP_PREFIXES):
+                    self._release()
+                    self.label, self.start = line, time.perf_counter()
+                else:
+                    self._release()
+                    self.out.write(line + "\n")
+        return len(text)
+
+    def flush(self):
+        self.out.flush()
+
+    def close(self):
+        """Write what is held: a step without a bar, a line without its end."""
+        self._release()
+        if self.partial:
+            self.out.write(self.partial)
+            self.partial = ""
+        self.out.flush()
+
+    def __getattr__(self, name):  # isatty, encoding, fileno... of the real output
+        return getattr(self.out, name)
+
+    def _release(self):
+        """A step held that had no bar: its line as it is."""
+        if self.label is not None and not self.bar:
+            self.out.write(self.label + "\n")
+        self.label = None
+
+    def _draw(self, percent):
+        if not self.bar and self.label is None:  # a bar without a step
+            self.start = time.perf_counter()
+        self.bar = True
+        if not self.tty:
+            return
+        elapsed = f"{time.perf_counter() - self.start:.1f} s"
+        columns = shutil.get_terminal_size().columns
+        label = self.label or "working"
+        width = max(10, min(40, columns - len(label) - len(elapsed) - 12))
+        label = label[:max(10, columns - width - len(elapsed) - 12)]
+        done = width * percent // 100
+        self.out.write(f"\r{label} [{'#' * done}{' ' * (width - done)}] {percent:3d}% {elapsed}")
+        self.out.flush()
+
+    def _end(self):
+        elapsed = time.perf_counter() - self.start
+        if self.tty:
+            self.out.write("\n")
+        else:
+            self.out.write(f"{self.label or 'working'} ({elapsed:.1f} s)\n")
+        self.out.flush()
+        self.label, self.start, self.bar = None, None, False
+
+
+@contextlib.contextmanager
+def _progress(args):
+    """Standard output through :class:`StepProgress` while a command that shows progress
+    runs (unless ``--quiet``)."""
+    if args.command not in ("reduce", "ingest", "demo") or getattr(args, "quiet", False):
+        yield
+        return
+    steps = StepProgress(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(steps):
+            yield
+    finally:
+        steps.close()
+
+
 class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM."""
 
@@ -1071,7 +1184,8 @@ def main(argv=None):
     name = f"uedflow {args.command}"
     with _quiet_libraries(name, args.debug), _signals():
         try:
-            status = args.func(args)
+            with _progress(args):
+                status = args.func(args)
         except (KeyboardInterrupt, Terminated) as exc:
             _quiet_exit()
             signame, status = (("SIGTERM", TERMINATED) if isinstance(exc, Terminated)
