@@ -220,7 +220,7 @@ def regions(page):
 def trace(page, number):
     return page.evaluate(f"""() => {{
         const data = {MODEL.format("trace-" + str(number))}.data;
-        return [Array.from(data.change), Array.from(data.error)];
+        return [Array.from(data.value), Array.from(data.error)];
     }}""")
 
 
@@ -300,6 +300,23 @@ def test_csv_export_downloads_the_traces_shown(browser, viewer, ds, tmp_path):
     # the radius range's trace: the mean ΔI/I of those radii
     mean = ds["radial_change"].isel(radius=slice(10, 16)).mean("radius").values
     np.testing.assert_allclose(table[:, 2], mean, rtol=1e-9)
+
+    # the intensity traces instead: the mean counts of the rectangle, the mean profile
+    click(page, "intensity traces")
+    wait(page, f"{MODEL.format('csv')}.data.text[0].includes('intensity[R1]')")
+    with page.expect_download() as download:
+        click(page, "export CSV")
+    download.value.save_as(path)
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    table = np.loadtxt(lines[1:], delimiter=",")
+    rect = tuple(int(v) for v in re.fullmatch(r"rect rows (\d+):(\d+), cols (\d+):(\d+)",
+                                              regions(page)[0]).groups())
+    expected = ds.ued.time_series(rect=rect).compute()
+    np.testing.assert_allclose(table[:, 1], expected["diffraction"], rtol=1e-9)
+    np.testing.assert_allclose(table[:, 3], expected["diffraction_error"], rtol=1e-9)
+    mean = ds["radial"].isel(radius=slice(10, 16)).mean("radius").values
+    np.testing.assert_allclose(table[:, 2], mean, rtol=1e-9)
+    np.testing.assert_allclose(trace(page, 1)[0], table[:, 1], rtol=1e-12)
     page.close()
 
 

@@ -39,6 +39,8 @@ def dataset(shape=(40, 50), n=5, chunks=None, reads=None, seed=0):
          "equilibrium_error": (("y", "x"), errors[0] / 2),
          "mask": (("y", "x"), mask),
          "center": ("coord", [shape[0] / 2, shape[1] / 2]),
+         "radial": (("delay", "radius"), 100 * (1 + change)),
+         "radial_error": (("delay", "radius"), np.full(change.shape, 0.5)),
          "radial_change": (("delay", "radius"), change),
          "radial_change_error": (("delay", "radius"), np.full(change.shape, 0.002))},
         coords={"delay": np.linspace(-1, 3, n), "radius": radius, "coord": ["row", "col"]})
@@ -74,8 +76,10 @@ def test_regions_from_boxes_and_their_traces_are_time_series():
         region = region_from_box(kind, *box, centre)
         trace = region_trace(ds, region)   # of the region's bounding box only
         expected = ds.ued.time_series(**region, change=True)
-        for name in ("change", "change_error", "diffraction", "diffraction_error"):
-            np.testing.assert_allclose(trace[name], expected[name], rtol=1e-10)
+        for name, same in (("change", "change"), ("intensity", "diffraction")):
+            np.testing.assert_allclose(trace[name], expected[same], rtol=1e-10)
+            np.testing.assert_allclose(trace[f"{name}_error"], expected[f"{same}_error"],
+                                       rtol=1e-10)
     assert region_from_box("rect", 3.2, 11.6, 0.4, 8.7, centre) == {"rect": (0, 9, 3, 12)}
     assert region_from_box("disk", 40, 52, 30, 42, centre)["disk"] == ((35.5, 45.5), 6.0)
     # a ring about the centre (20, 25) through the box: its nearest point and farthest corner
@@ -97,6 +101,8 @@ def test_radius_trace_mean_and_error():
     selected = ds["radial_change"].values[:, 2:6]
     np.testing.assert_allclose(trace["change"], selected.mean(1))
     np.testing.assert_allclose(trace["change_error"], np.sqrt(4 * 0.002**2) / 4)
+    np.testing.assert_allclose(trace["intensity"], ds["radial"].values[:, 2:6].mean(1))
+    np.testing.assert_allclose(trace["intensity_error"], np.sqrt(4 * 0.5**2) / 4)
     ds["radial_change_error"][1, 3] = np.nan    # an unknown error: unknown, not zero
     trace = radius_trace(ds, 5, 8)
     assert np.isnan(trace["change_error"][1]) and np.isfinite(trace["change_error"][0])
@@ -107,6 +113,8 @@ def test_radius_trace_mean_and_error():
 def test_check_store_names_what_is_missing():
     with pytest.raises(ValueError, match="'some.zarr'.*lacks diffraction_error, radial_change"):
         check_store(dataset().drop_vars(["diffraction_error", "radial_change"]), "some.zarr")
+    with pytest.raises(ValueError, match="lacks delay"):
+        check_store(dataset().drop_vars("delay"), "some.zarr")
     check_store(dataset(), "some.zarr")
 
 

@@ -62,6 +62,8 @@ COLORS = Category10[10]
 DIVERGING = RdBu11  # blue negative, red positive
 MODES = ["linear", "log", "ΔI/I"]
 KINDS = ["rect", "disk", "ring"]
+TRACE_VARS = ["change", "intensity"]
+TRACE_LABELS = ["ΔI/I", "mean intensity (counts)"]
 ERROR_STYLE = "color: #b00020; font-weight: bold; white-space: pre-wrap;"
 
 DOWNLOAD = """
@@ -358,8 +360,11 @@ class Viewer:
             args={"figures": [[self.pattern, "pattern"], [self.map, "map"],
                               [self.profile, "profile"], [self.traces, "traces"]],
                   "stem": self.store.stem}, code=SAVE_PNG))
+        self.quantity = RadioButtonGroup(labels=["ΔI/I traces", "intensity traces"], active=0,
+                                         name="quantity", align="end")
+        self.quantity.on_change("active", self._on_quantity)
         self.trace_controls = column(
-            row(self.remove, self.new_name, self.rename, self.export),
+            row(self.quantity, self.remove, self.new_name, self.rename, self.export),
             row(self.fit_button, self.t0, self.shift, align="end"))
         self.fit_div = Div(text="", name="fit_result", width=560)
 
@@ -569,21 +574,33 @@ class Viewer:
             *self._outline(region, color),
             self.traces.segment(x0="delay", y0="lower", x1="delay", y1="upper", source=source,
                                 line_color=color),
-            self.traces.line(x="delay", y="change", source=source, line_color=color),
-            self.traces.scatter(x="delay", y="change", source=source, color=color, size=6)]
+            self.traces.line(x="delay", y="value", source=source, line_color=color),
+            self.traces.scatter(x="delay", y="value", source=source, color=color, size=6)]
         self.regions[name] = entry
         self._fill(entry)
         self._update_table()
         self.say(f"{name}: {region_label(region)}")
         return name
 
+    @property
+    def trace_var(self):
+        """The quantity of the traces shown: ``change`` (ΔI/I) or ``intensity``."""
+        return TRACE_VARS[self.quantity.active]
+
     def _fill(self, entry):
         trace = entry["trace"]
-        value = trace["change"].values
-        error = trace["change_error"].values
-        entry["source"].data = {"delay": trace["delay"].values, "change": value,
+        value = trace[self.trace_var].values
+        error = trace[f"{self.trace_var}_error"].values
+        entry["source"].data = {"delay": trace["delay"].values, "value": value,
                                 "lower": value - error, "upper": value + error,
                                 "error": error}
+
+    def _on_quantity(self, attr, old, new):
+        self.traces.yaxis.axis_label = TRACE_LABELS[new]
+        self._remove_fit()
+        for entry in self.regions.values():
+            self._fill(entry)
+        self._update_table()
 
     def _outline(self, region, color):
         (kind, value), = region.items()
@@ -612,7 +629,7 @@ class Viewer:
             "name": names, "color": [self.regions[n]["color"] for n in names],
             "region": [region_label(self.regions[n]["region"]) for n in names]}
         self.csv_source.data = {"text": [traces_csv(
-            {n: self.regions[n]["trace"] for n in names}) if names else ""]}
+            {n: self.regions[n]["trace"] for n in names}, self.trace_var) if names else ""]}
 
     def _on_rename(self):
         self._guarded(self.rename_region, self.new_name.value)
@@ -659,25 +676,32 @@ class Viewer:
         self._guarded(self.fit)
 
     def fit(self, name=None):
-        """Fit a region's ΔI/I trace (default: the selected one) to one exponential; shows
-        the parameters and the curve."""
+        """Fit a region's trace as shown (default: the selected one) to one exponential;
+        shows the parameters and the curve."""
         name = name or self.selected()
         trace = self.regions[name]["trace"]
-        result = self.ds.ued.fit(trace, var="change")
+        result = self.ds.ued.fit(trace, var=self.trace_var)
         delay = trace["delay"].values
         t = np.linspace(delay.min(), delay.max(), 400)
-        if self.fit_renderer is not None and self.fit_renderer in self.traces.renderers:
-            self.traces.renderers.remove(self.fit_renderer)
+        self._remove_fit()
         self.fit_renderer = self.traces.line(t, result(t), line_color="black",
                                              line_dash="dashed", line_width=2)
         rows = "".join(
             f"<tr><td>{n}</td><td>{result.values[n]:.4g}</td><td>± {result.errors[n]:.2g}"
             f"{'' if n in result.free else ' (fixed)'}</td></tr>" for n in result.names)
-        self.fit_div.text = (f"<b>fit of {html.escape(name)}</b> (one exponential ⊗ Gaussian "
-                             f"response)<table>{rows}</table>reduced χ² = {result.chi2:.3g}")
+        what = TRACE_LABELS[self.quantity.active]
+        self.fit_div.text = (f"<b>fit of {html.escape(name)}</b>, {what} (one exponential ⊗ "
+                             f"Gaussian response)<table>{rows}</table>reduced χ² = "
+                             f"{result.chi2:.3g}")
         self.fit_result = result
         self.t0.value = round(float(result["t0"]), 4)
         return result
+
+    def _remove_fit(self):
+        if self.fit_renderer is not None and self.fit_renderer in self.traces.renderers:
+            self.traces.renderers.remove(self.fit_renderer)
+        self.fit_renderer = None
+        self.fit_div.text = ""
 
     def _on_shift(self):
         self._guarded(self.shift_time_zero, self.t0.value)

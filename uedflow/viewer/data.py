@@ -24,8 +24,8 @@ MAX_PIXELS = 1024
 
 
 #: The variables of a reduced Dataset that the viewer needs.
-REQUIRED = ("diffraction", "diffraction_error", "equilibrium", "center", "radial_change",
-            "radial_change_error")
+REQUIRED = ("diffraction", "diffraction_error", "equilibrium", "center", "radial",
+            "radial_error", "radial_change", "radial_change_error")
 
 
 def check_store(ds, store):
@@ -262,7 +262,8 @@ def region_trace(ds, region):
     Returns
     -------
     xarray.Dataset
-        ``diffraction``, ``diffraction_error``, ``change`` and ``change_error`` against
+        ``intensity``, ``intensity_error`` (the mean counts: ``diffraction`` and
+        ``diffraction_error`` of ``time_series``), ``change`` and ``change_error`` against
         ``delay``: the same pixels and numbers (up to the order of the sums) as
         ``ds.ued.time_series(**region, change=True)``, reading only the chunks of the box.
     """
@@ -272,31 +273,36 @@ def region_trace(ds, region):
         raise ValueError(f"the region {region_label(region)} is outside the frame {shape}")
     box = ds.isel(y=slice(row0, row1), x=slice(col0, col1))
     trace = box.ued.time_series(**_shifted(region, row0, col0), change=True).compute()
+    trace = trace.rename({"diffraction": "intensity", "diffraction_error": "intensity_error"})
     trace.attrs["region"] = region_label(region)
     return trace
 
 
 def radius_trace(ds, r1, r2):
-    """ΔI/I of the radial profiles averaged over the radii ``r1 <= radius <= r2``, against
-    delay, with its standard error (the radii's errors taken as independent; NaN at a delay
-    where the error of a radius with a finite ΔI/I is unknown).
+    """The radial profiles and their ΔI/I averaged over the radii ``r1 <= radius <= r2``,
+    against delay, with their standard errors (the radii's errors taken as independent; NaN
+    at a delay where the error of a radius with a finite value is unknown).
 
     Returns
     -------
     xarray.Dataset
-        ``change`` and ``change_error``, computed.
+        ``intensity`` (of ``radial``), ``change`` (of ``radial_change``) and their
+        ``_error``, computed.
     """
-    change = ds["radial_change"].sel(radius=slice(r1, r2))
-    if change.sizes["radius"] == 0:
-        raise ValueError(f"no radius between {r1:g} and {r2:g} px")
-    error = ds["radial_change_error"].sel(radius=slice(r1, r2))
-    finite = np.isfinite(change)
-    squares = (error**2).where(finite, 0.0).sum("radius", skipna=False)  # NaN if one unknown
-    out = xr.Dataset({"change": change.mean("radius"),
-                      "change_error": np.sqrt(squares) / finite.sum("radius")})
-    out["change"].attrs.update(units="1", long_name="mean relative change of the radial "
-                               "profile")
-    out["change_error"].attrs.update(units="1", long_name="standard error of the change")
+    out = xr.Dataset()
+    for var, name in (("intensity", "radial"), ("change", "radial_change")):
+        values = ds[name].sel(radius=slice(r1, r2))
+        if values.sizes["radius"] == 0:
+            raise ValueError(f"no radius between {r1:g} and {r2:g} px")
+        finite = np.isfinite(values)
+        error = ds[f"{name}_error"].sel(radius=slice(r1, r2))
+        squares = (error**2).where(finite, 0.0).sum("radius", skipna=False)  # NaN if unknown
+        out[var] = values.mean("radius")
+        out[f"{var}_error"] = np.sqrt(squares) / finite.sum("radius")
+        what = "radial profile" if var == "intensity" else "relative change of the profile"
+        units = ds[name].attrs.get("units", "counts" if var == "intensity" else "1")
+        out[var].attrs.update(units=units, long_name=f"mean {what}")
+        out[f"{var}_error"].attrs.update(units=units, long_name=f"standard error of the {what}")
     out["delay"].attrs.update(ds["delay"].attrs)
     return out.compute().assign_attrs(region=region_label({"radii": (r1, r2)}))
 
@@ -311,7 +317,7 @@ def traces_csv(traces, var="change"):
         ``{name: trace}``, each trace a Dataset of :func:`region_trace` or
         :func:`radius_trace` with the same delays.
     var : str, optional
-        The variable to export (``change`` or ``diffraction``).
+        The variable to export (``change`` or ``intensity``).
     """
     names = list(traces)
     if not names:
