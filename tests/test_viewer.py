@@ -519,6 +519,12 @@ def test_q_on_the_profile_and_under_the_cursor(browser, store, ds):
         radius, q = (float(v) for v in re.search(r"r = ([\d.]+) px · q = ([\d.]+)",
                                                  text).groups())
         assert q == pytest.approx(radius / 20, abs=2e-3)
+        labels = dict(page.evaluate(f"""() => {{
+            const o = {MODEL.format('map')}.below[0].major_label_overrides;
+            return o instanceof Map ? Array.from(o.entries()) : Object.entries(o);
+        }}"""))
+        assert len(labels) >= 3 and all(float(text) == pytest.approx((float(at) - 0.5) / 20)
+                              for at, text in labels.items())   # the map's radii in q
         drag(page, "profile", (19.7 / 20, 0), (25.3 / 20, 0))
         wait(page, f"{MODEL.format('regions')}.data.region.length == 1")
         assert regions(page) == ["radii 20 to 25"]

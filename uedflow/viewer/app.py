@@ -36,6 +36,7 @@ from bokeh.models import (
 )
 from bokeh.palettes import Category10, RdBu11, Viridis256
 from bokeh.plotting import figure
+from matplotlib.ticker import MaxNLocator
 
 from ..pipeline.store import open_reduced
 from .data import (
@@ -271,6 +272,16 @@ class Viewer:
         ticks = np.unique(np.linspace(0, n - 1, min(n, 8)).round().astype(int))
         p.yaxis.ticker = [float(t) + 0.5 for t in ticks]
         p.yaxis.major_label_overrides = {float(t) + 0.5: f"{delays[t]:g}" for t in ticks}
+        if "q" in self.ds.coords:   # calibrated: the radii labelled with their q
+            q = self.ds["q"].values.astype(float)
+            ticks = MaxNLocator(8).tick_values(q.min(), q.max())
+            ticks = ticks[(ticks >= q.min()) & (ticks <= q.max())]
+            where = np.interp(ticks, q, radius) + step / 2
+            p.xaxis.ticker = where.tolist()
+            p.xaxis.major_label_overrides = {float(w): f"{t:g}" for w, t in zip(where, ticks,
+                                                                               strict=True)}
+            p.xaxis.axis_label = "q (1/Å)"
+            p.title.text = "radial ΔI/I (drag a q range)"
         self.delay_span = Span(location=0.5, dimension="width", line_color="black",
                                line_dash="dashed")
         p.add_layout(self.delay_span)
