@@ -8,6 +8,12 @@ and :func:`to_zarr` streams a stack into a compressed zarr v3 store.
 
 from importlib.metadata import PackageNotFoundError, version
 
+try:  # first: modules imported below read it
+    __version__ = version("uedflow")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+from .analysis import Lattice, QCalibration, electron_wavelength
 from .baseline import (
     DTBaselinePlan,
     DWTBaselinePlan,
@@ -19,6 +25,15 @@ from .baseline import (
     dt_max_level,
     dtcwt,
     idtcwt,
+)
+from .cluster import connect, slurm_cluster, worker_environment, worker_prologue
+from .datasets import (
+    beam_block_mask,
+    default_center,
+    diffraction_pattern,
+    hot_pixel_positions,
+    make_frame,
+    make_run,
 )
 from .errors import CorruptFileError, FrameMismatchError, IncompleteStoreError, UedflowError
 from .image import (
@@ -58,6 +73,7 @@ from .io import (
     supported_formats,
     to_zarr,
 )
+from .io.runs import read_delay_table
 from .pipeline import (
     ReduceConfig,
     ReducedAccessor,
@@ -68,12 +84,19 @@ from .pipeline import (
     reduce,
     write_reduced,
 )
+from .pipeline.config import RunConfig
+from .pipeline.export import to_csv
 from .stack import UedAccessor, compute_passes, mask_from_collection, snr_from_collection
 
-try:
-    __version__ = version("uedflow")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+
+def __getattr__(name):
+    """The browser viewer (bokeh) is imported when first asked for: ``uedflow.serve``."""
+    if name == "serve":
+        from . import viewer
+
+        return getattr(viewer, name)
+    raise AttributeError(f"module 'uedflow' has no attribute {name!r}")
+
 
 __all__ = [
     "AlignPlan",
@@ -83,9 +106,12 @@ __all__ = [
     "DWTBaselinePlan",
     "FrameMismatchError",
     "IncompleteStoreError",
+    "Lattice",
     "NFoldPlan",
+    "QCalibration",
     "ReduceConfig",
     "ReducedAccessor",
+    "RunConfig",
     "RunFiles",
     "RunningStats",
     "StoreReport",
@@ -101,23 +127,31 @@ __all__ = [
     "azimuthal_average",
     "baseline_dt",
     "baseline_dwt",
+    "beam_block_mask",
     "bragg_peaks",
     "bragg_peaks_persistence",
     "brillouin_zones",
     "brilluoin_zones",
     "combine_masks",
     "compute_passes",
+    "connect",
+    "default_center",
+    "diffraction_pattern",
     "diffread",
     "dmread",
     "dt_first_stage",
     "dt_max_level",
     "dtcwt",
+    "electron_wavelength",
     "file_digest",
+    "hot_pixel_positions",
     "ialign",
     "idtcwt",
     "imibread",
     "isnr",
     "itrack_peak",
+    "make_frame",
+    "make_run",
     "mask_from_collection",
     "mask_image",
     "mibheader",
@@ -127,13 +161,19 @@ __all__ = [
     "open_run",
     "open_stack",
     "quicklook",
+    "read_delay_table",
     "reduce",
     "reflection",
     "scan_run",
+    "serve",
+    "slurm_cluster",
     "snr_from_collection",
     "supported_formats",
+    "to_csv",
     "to_zarr",
     "triml",
     "trimr",
+    "worker_environment",
+    "worker_prologue",
     "write_reduced",
 ]
