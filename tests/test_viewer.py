@@ -62,10 +62,11 @@ def viewer(store):
 
 def open_page(browser, url, ready="frame"):
     """A new page (a new session) on ``url``, once the model ``ready`` has data; the list of
-    every URL it requests."""
+    every URL it requests (websockets too)."""
     page = browser.new_page(viewport={"width": 1300, "height": 1100}, accept_downloads=True)
     requests = []
     page.on("request", lambda request: requests.append(request.url))
+    page.on("websocket", lambda socket: requests.append(socket.url))
     page.goto(url)
     page.wait_for_function(f"window.Bokeh && Bokeh.documents.length && {MODEL.format(ready)} "
                            f"&& {MODEL.format(ready)}.data.image.length", timeout=20000)
@@ -138,6 +139,7 @@ def test_page_is_local_and_shows_the_pattern_and_the_map(browser, viewer, ds):
     hosts = {urlsplit(url).netloc for url in requests}
     assert hosts == {f"127.0.0.1:{viewer.port}"}, requests
     assert any(re.search(r"/static/js/bokeh.*\.js", url) for url in requests), requests
+    assert any(url.startswith("ws://127.0.0.1:") for url in requests), requests
 
     # the pattern: every data pixel in the colour of its counts (viridis between the limits)
     rows, cols = np.indices(SHAPE).reshape(2, -1)
