@@ -444,10 +444,18 @@ def test_cursor_readout_and_an_error_of_a_button(browser, viewer, ds):
     page.close()
 
 
-def test_remove_play_and_shift_time_zero(browser, viewer, ds):
+def test_disk_remove_play_and_shift_time_zero(browser, viewer, ds):
     page, _ = open_page(browser, viewer.url)
-    drag(page, "pattern", (20, 70), (35, 80))
+    page.locator("select").select_option("disk")
+    drag(page, "pattern", (20, 70), (32, 82))    # the disk inscribed: (75.5, 25.5), r 6
     wait(page, f"{MODEL.format('regions')}.data.region.length == 1")
+    label, = regions(page)
+    found = re.fullmatch(r"disk \(([\d.]+), ([\d.]+)\) r ([\d.]+)", label)
+    row, col, radius = (float(v) for v in found.groups())
+    np.testing.assert_allclose((row, col, radius), (75.5, 25.5, 6), atol=0.15)
+    expected = ds.ued.time_series(disk=((row, col), radius), change=True).compute()
+    np.testing.assert_allclose(trace(page, 1)[0], expected["change"].values, rtol=1e-6)
+    page.locator("select").select_option("rect")
     drag(page, "pattern", (60, 20), (70, 30))
     wait(page, f"{MODEL.format('regions')}.data.region.length == 2")
     lines = "Bokeh.index.find_one({}).model.renderers.filter(r => r.glyph.type == 'Line').length"
