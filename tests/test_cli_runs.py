@@ -79,9 +79,11 @@ def test_fs_delays_scan_folders_one_frame_missing_from_flags(source, tmp_path):
              "--pump-off", "pumpoff/*.tif"]
 
     # without a pattern: the error names the flag, and suggests a pattern from the names
-    err = cli("reduce", run, "-o", store, code=2)
-    assert "--pattern" in err and "run{scan}/img_*_{delay:fs}fs.tif" in err
-    assert "pattern=..." not in err and "Traceback" not in err
+    for command in (["reduce", run, "-o", store], ["info", run],
+                    ["ingest", run, "-o", tmp_path / "s.zarr"]):
+        err = cli(*command, code=2)
+        assert "--pattern" in err and "(such as 'run{scan}/img_*_{delay:fs}fs.tif')" in err
+        assert "pattern=..." not in err and err.count("\n") == 1
     # the missing frame stops the run, naming the flag that goes on
     err = cli("reduce", run, "-o", store, *flags, code=2)
     assert "(1 ps, scan 2)" in err and "--missing exclude" in err and err.count("\n") == 1

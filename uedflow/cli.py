@@ -29,7 +29,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UedflowError
-from .io import open_run, open_stack, to_zarr
+from .io import open_run, open_stack, supported_formats, to_zarr
 from .io.lazy import is_zarr
 from .io.runs import MASK_FILE, is_run, scan_run
 
@@ -259,8 +259,14 @@ def _info(args):
 
 
 def _opens_as_run(path, settings):
-    """Whether ``open_source`` opens ``path`` as a run."""
-    return path.is_dir() and not is_zarr(path) and (_names_a_run(settings) or is_run(path))
+    """Whether ``open_source`` opens ``path`` as a run: a folder (not a zarr store) that fits
+    a preset, whose naming ``settings`` give, or whose frames are all in subfolders (a run
+    whose naming must be given: ``open_run`` says how)."""
+    if not path.is_dir() or is_zarr(path):
+        return False
+    suffixes = supported_formats()
+    flat = any(p.suffix.lower() in suffixes and p.is_file() for p in path.iterdir())
+    return _names_a_run(settings) or is_run(path) or not flat
 
 
 def _scan_kwargs(settings):
