@@ -111,8 +111,8 @@ def test_radius_trace_mean_and_error():
 
 
 def test_check_store_names_what_is_missing():
-    with pytest.raises(ValueError, match="'some.zarr'.*lacks diffraction_error, radial_change"):
-        check_store(dataset().drop_vars(["diffraction_error", "radial_change"]), "some.zarr")
+    with pytest.raises(ValueError, match="'some.zarr'.*lacks diffraction_error, equilibrium"):
+        check_store(dataset().drop_vars(["diffraction_error", "equilibrium"]), "some.zarr")
     with pytest.raises(ValueError, match="lacks delay"):
         check_store(dataset().drop_vars("delay"), "some.zarr")
     check_store(dataset(), "some.zarr")
@@ -178,3 +178,18 @@ def test_bragg_peaks_and_brillouin_zones_overlay():
     for xs, ys in zones:                     # a zone is the cell about a peak or the centre
         middle = np.array([np.mean(ys[:-1]), np.mean(xs[:-1])]) - 0.5
         assert np.hypot(*(cells - middle).T).min() < 1.5
+
+
+def test_a_store_without_radial_profiles_shows_the_rest():
+    ds = dataset().drop_vars(["radial", "radial_error", "radial_change",
+                              "radial_change_error"])
+    viewer = Viewer(ds, "no-radial.zarr")
+    assert viewer.map is None and [f.name for f in viewer.figures] == ["pattern", "traces"]
+    viewer.slider.value = 2
+    np.testing.assert_array_equal(viewer.frame_source.data["image"][0],
+                                  ds["diffraction"].values[2])
+    viewer.add_region({"rect": (10, 20, 10, 30)})
+    np.testing.assert_allclose(viewer.regions["R1"]["trace"]["change"],
+                               ds.ued.time_series(rect=(10, 20, 10, 30), change=True)["change"])
+    viewer.shift_time_zero(0.5)
+    assert viewer.slider.title.startswith(f"delay {ds['delay'].values[2] - 0.5:g} ps")

@@ -40,6 +40,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..pipeline.store import open_reduced
 from .data import (
+    RADIAL,
     check_store,
     color_limits,
     lattice_overlay,
@@ -180,18 +181,27 @@ class Viewer:
         self._reading = self._again = False
         self.regions, self.cache, self.count = {}, {}, 0
         self.fit_renderer = None
+        self.has_radial = all(name in ds.variables for name in RADIAL)
         self._build_pattern()
-        self._build_map()
-        self._build_profile()
+        self.map = self.profile = None
+        if self.has_radial:
+            self._build_map()
+            self._build_profile()
         self._build_traces()
+        self.figures = [f for f in (self.pattern, self.map, self.profile, self.traces) if f]
         self._build_controls()
         self.show_frame()
+        no_radial = Div(text="<i>No radial profiles in this store (reduced with [radial] "
+                        "enabled = false): no radial map, profile or radius ranges.</i>",
+                        width=560)
         self.layout = column(
             row(Div(text=f"<h2>uedflow view: {html.escape(str(self.store))}</h2>"),
                 self.save_png),
             self.status,
-            row(column(self.pattern_controls, self.pattern, self.readout, self.profile),
-                column(self.map, self.traces, self.trace_controls, self.table, self.fit_div)))
+            row(column(self.pattern_controls, self.pattern, self.readout,
+                       *[self.profile] if self.has_radial else []),
+                column(self.map if self.has_radial else no_radial, self.traces,
+                       self.trace_controls, self.table, self.fit_div)))
 
     # ------------------------------------------------------------------ building
 
@@ -368,8 +378,7 @@ class Viewer:
             code=DOWNLOAD))
         self.save_png = Button(label="export PNG", width=100, name="save_png")
         self.save_png.js_on_event("button_click", CustomJS(
-            args={"figures": [[self.pattern, "pattern"], [self.map, "map"],
-                              [self.profile, "profile"], [self.traces, "traces"]],
+            args={"figures": [[f, f.name] for f in self.figures],
                   "stem": self.store.stem}, code=SAVE_PNG))
         self.quantity = RadioButtonGroup(labels=["ΔI/I traces", "intensity traces"], active=0,
                                          name="quantity", align="end")
@@ -424,10 +433,12 @@ class Viewer:
             values, factor, mask = result
             delay = float(self.ds["delay"].values[index])
             self.slider.title = f"delay {delay:g} ps ({index + 1} of {self.ds.sizes['delay']})"
-            self.delay_span.location = index + 0.5
-            change, error = self.radial[index], self.radial_error[index]
-            self.profile_source.data = {"x": self.ds[self.profile_x].values, "change": change,
-                                        "lower": change - error, "upper": change + error}
+            if self.has_radial:
+                self.delay_span.location = index + 0.5
+                change, error = self.radial[index], self.radial_error[index]
+                self.profile_source.data = {"x": self.ds[self.profile_x].values,
+                                            "change": change, "lower": change - error,
+                                            "upper": change + error}
             key = (mode_name, window)
             if key not in self.limits:
                 self.limits = {key: self._limits(values, mode_name)}
@@ -673,7 +684,7 @@ class Viewer:
         name = name or self.selected()
         entry = self.regions.pop(name)
         for renderer in entry["renderers"]:
-            for fig in (self.pattern, self.map, self.profile, self.traces):
+            for fig in self.figures:
                 for drawn in (fig.renderers, fig.center):
                     if renderer in drawn:
                         drawn.remove(renderer)
@@ -724,10 +735,11 @@ class Viewer:
             raise ValueError("type the new time zero (ps) first")
         self.ds = self.ds.ued.shift_time_zero(float(t0))
         delays = self.ds["delay"].values
-        self._load_radial()
-        self.map_source.data = {"image": [self.radial]}
-        self.map.yaxis.major_label_overrides = {
-            tick: f"{delays[int(tick - 0.5)]:g}" for tick in self.map.yaxis.ticker.ticks}
+        if self.has_radial:
+            self._load_radial()
+            self.map_source.data = {"image": [self.radial]}
+            self.map.yaxis.major_label_overrides = {
+                tick: f"{delays[int(tick - 0.5)]:g}" for tick in self.map.yaxis.ticker.ticks}
         for entry in self.regions.values():
             entry["trace"] = self.trace_of(entry["region"])
             self._fill(entry)

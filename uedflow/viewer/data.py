@@ -15,17 +15,19 @@ import xarray as xr
 from ..image import brillouin_zones
 from ..pipeline.export import to_csv
 
-__all__ = ["MAX_PIXELS", "REQUIRED", "block_mean", "check_store", "color_limits", "frame_window",
-           "lattice_overlay", "mask_window", "pattern_image", "radius_trace", "region_from_box",
-           "region_label", "region_trace", "traces_csv", "visible_window"]
+__all__ = ["MAX_PIXELS", "RADIAL", "REQUIRED", "block_mean", "check_store", "color_limits",
+           "frame_window", "lattice_overlay", "mask_window", "pattern_image", "radius_trace",
+           "region_from_box", "region_label", "region_trace", "traces_csv", "visible_window"]
 
 #: Most pixels along either side of an image sent to the browser.
 MAX_PIXELS = 1024
 
 
 #: The variables of a reduced Dataset that the viewer needs.
-REQUIRED = ("diffraction", "diffraction_error", "equilibrium", "center", "radial",
-            "radial_error", "radial_change", "radial_change_error")
+REQUIRED = ("diffraction", "diffraction_error", "equilibrium", "center")
+#: The radial profiles, for the map, the profile and radius ranges (absent when a store was
+#: reduced with ``[radial] enabled = false``: the viewer shows the rest).
+RADIAL = ("radial", "radial_error", "radial_change", "radial_change_error")
 
 
 def check_store(ds, store):
