@@ -48,7 +48,8 @@ def test_ingest_and_info(tiff_dir, tmp_path, capsys):
     assert "compression ratio" in capsys.readouterr().out
     np.testing.assert_array_equal(open_stack(store).values, frames)
     assert main(["ingest", str(folder), "-o", str(store), "-q"]) == 2
-    assert "already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exists (use --overwrite)" in err and "overwrite=True" not in err
     assert main(["info", str(store)]) == 0
     assert "frame=12, y=48, x=64" in capsys.readouterr().out
 

@@ -207,3 +207,20 @@ def test_info_lists_the_run_and_reaches_the_verdict_of_reduce(source, tmp_path):
     err = cli("reduce", run, "-o", tmp_path / "r.zarr", *flags, "--missing", "exclude",
               "--config", toml, code=2)
     assert err.split(": error: ")[1] == stop
+
+
+def test_bad_flag_values_are_one_line_naming_the_flag(source, tmp_path):
+    run = relabel(source, tmp_path / "lab", lambda i, t, s: f"s{s}/t{t:.2f}ps.tif")
+    err = cli("info", run, "--pattern", "", code=2)
+    assert err.startswith("uedflow info: error: --pattern '': expected a non-empty string")
+    err = cli("info", run, "--pattern", "s{scan}/t{delay}ps.tif", "--delays",
+              tmp_path / "none.csv", code=2)  # a table the pattern has no use for
+    assert "reads the delays from the names" in err and "--delays" in err
+    assert err.count("\n") == 1
+    err = cli("reduce", run, "-o", tmp_path / "r.zarr", "--pattern", "s{scan}/t{when}ps.tif",
+              code=2)
+    assert "Unknown field {when}" in err and err.count("\n") == 1
+    (tmp_path / "table.txt").write_text("1.0\nlate\n")
+    err = cli("info", run, "--pattern", "s{scan}/t{position}ps.tif", "--delays",
+              tmp_path / "table.txt", code=2)
+    assert "table.txt', line 2: 'late' is not numbers" in err

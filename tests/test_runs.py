@@ -11,7 +11,7 @@ import tifffile
 from uedflow import CorruptFileError, open_stack
 from uedflow.datasets import make_run
 from uedflow.io import RunFiles, open_run, scan_run
-from uedflow.io.runs import is_run
+from uedflow.io.runs import is_run, read_delay_table
 
 SHAPE = (64, 64)
 DELAYS = [-1.0, 0.0, 0.25, 1.5]
@@ -403,3 +403,43 @@ def test_float_frames_with_nan_under_the_mask_open(tmp_path):
         assert run.attrs["bad_files"] == run.attrs["unmatched"] == []
         assert run.attrs["mask_file"] == str(tmp_path / "mask.tif")
         np.testing.assert_array_equal(run.values, frames)  # NaN where they are, nowhere else
+
+
+# ---------------------------------------------------------------- delay tables
+
+def test_delay_tables_from_lists_dicts_and_files(tmp_path):
+    assert read_delay_table([-1, 0.5]) == {0.0: -1.0, 1.0: 0.5}
+    assert read_delay_table({"100.25": -1.5, 101: 2}) == {100.25: -1.5, 101.0: 2.0}
+    path = tmp_path / "stage.csv"
+    path.write_text("position, delay\n# a comment\n100.25, -1.5\n\n101\t2  # after\n")
+    assert read_delay_table(path) == {100.25: -1.5, 101.0: 2.0}
+    path.write_text("-1\n0.5\n")
+    assert read_delay_table(str(path)) == {0.0: -1.0, 1.0: 0.5}
+    for text, message in (("1, 2\n3\n", r"line 2: expected 2 numbers, got 1"),
+                          ("1\nlate\n", r"line 2: 'late' is not numbers"),
+                          ("# nothing\n", r"has no rows")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
+            read_delay_table(path)
+    with pytest.raises(FileNotFoundError, match="No such delay table"):
+        read_delay_table(tmp_path / "absent.csv")
+    with pytest.raises(ValueError, match="'x': 1 is not a number"):
+        read_delay_table({"x": 1})
+
+
+def test_positions_map_through_the_table_and_unknown_ones_are_named(lab, tmp_path):
+    path, truth = lab
+    table = {round(10 + d, 3): d for d in truth["delays"]}  # stage at 10 mm + delay
+    run = tmp_path / "pos"
+    for old in sorted(path.glob("scan_*/pumpon_*ps.tif")):
+        delay = float(old.name[len("pumpon_"):-len("ps.tif")])
+        new = run / f"{old.parent.name}_at_{10 + delay:.3f}.tif"
+        new.parent.mkdir(exist_ok=True)
+        shutil.copy(old, new)
+    files = scan_run(run, "scan_{scan}_at_{position}.tif", delays=table)
+    assert files.delays == sorted(truth["delays"]) and files.preset is None
+    with pytest.raises(ValueError, match=r"at_9\.000\.tif': stage position 9 is not in the "
+                                         r"delay table \(1 delay, for 10\)"):
+        scan_run(run, "scan_{scan}_at_{position}.tif", delays={10.0: 0.0})
+    with pytest.raises(ValueError, match=r"reads stage positions: give the delay table"):
+        scan_run(run, "scan_{scan}_at_{position}.tif")

@@ -222,7 +222,14 @@ def run_settings(args, config):
     flags = {key: getattr(args, key) for key in RUN_FLAGS if getattr(args, key, None) is not None}
     if getattr(args, "skip_bad", False):
         flags["skip_bad"] = True
-    return replace(config.run, **flags)
+    try:
+        return replace(config.run, **flags)
+    except ValueError as exc:  # "[run] KEY: ..." of a flag's value: name the flag
+        key = str(exc).partition("] ")[2].partition(":")[0]
+        if key not in flags:
+            raise
+        raise ValueError(f"--{key.replace('_', '-')} {flags[key]!r}: "
+                         f"{str(exc).partition(': ')[2]}") from None
 
 
 def _config(args):
@@ -1170,7 +1177,11 @@ def _error_message(args, exc):
             free = shutil.disk_usage(_existing_parent(output)).free
             return (f"no space left on the device of '{Path(output).absolute()}' "
                     f"({_size(free)} free): {exc.strerror or exc}")
-    return _one_line(exc)
+    message = _one_line(exc)
+    if hasattr(args, "overwrite"):  # the library's keyword as this command's flag
+        for keyword in ("overwrite=True (--overwrite)", "overwrite=True"):
+            message = message.replace(keyword, "--overwrite")
+    return message
 
 
 def _redo_hint(args):

@@ -384,7 +384,8 @@ def _delay_of(match, pattern, table, path, source="the delay table"):
     if key not in table:
         kind = "delay index" if name == "delay_index" else "stage position"
         raise ValueError(f"'{path}': {kind} {key:g} is not in {source} ({len(table)} "
-                         f"delays, for {_examples([f'{k:g}' for k in table])})")
+                         f"delay{'s' * (len(table) != 1)}, for "
+                         f"{_examples([f'{k:g}' for k in table])})")
     return table[key]
 
 
@@ -437,6 +438,11 @@ def scan_run(path, pattern=None, *, preset="auto", delays=None):
         raise type(exc)(f"{exc}{_unreadable_note(unreadable)}") from None
     frame_pattern = patterns.pop("frames")
     table, source, found_delays, scans = None, "the delay table", set(), set()
+    if delays is not None and "delay" in frame_pattern.fields:
+        raise ValueError(f"A delay table was given, but the frame pattern "
+                         f"{frame_pattern.text!r} reads the delays from the names ({{delay}}); "
+                         "the table is for {delay_index} or {position}: leave out --delays "
+                         "([run] delays, delays=), or change the pattern")
     if delays is not None:
         table = read_delay_table(delays)
     elif "delay_index" in frame_pattern.fields:
