@@ -224,3 +224,18 @@ def test_bad_flag_values_are_one_line_naming_the_flag(source, tmp_path):
     err = cli("info", run, "--pattern", "s{scan}/t{position}ps.tif", "--delays",
               tmp_path / "table.txt", code=2)
     assert "table.txt', line 2: 'late' is not numbers" in err
+
+
+def test_info_verdict_on_a_truncated_frame_is_what_reduce_says(source, tmp_path):
+    run = relabel(source, tmp_path / "lab", lambda i, t, s: f"s{s}/t{t:.2f}ps.tif")
+    frame = run / "s1" / "t0.50ps.tif"
+    frame.write_bytes(frame.read_bytes()[:-100])
+    flags = ["--pattern", "s{scan}/t{delay}ps.tif", "--darks", "darks/*.tif", "--pump-off",
+             "pumpoff/*.tif"]
+    info = cli("info", run, *flags)
+    assert f"bad    : {frame}: " in info
+    _, stop = info.split("verdict: reduce would stop: ")
+    err = cli("reduce", run, "-o", tmp_path / "r.zarr", *flags, code=2)
+    assert err.split(": error: ")[1] == stop and str(frame) in stop
+    info = cli("info", run, *flags, "--skip-bad")
+    assert "verdict: reduce would run on 9 of 10 frames (1 missing or bad left out)" in info

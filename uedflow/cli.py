@@ -31,7 +31,7 @@ from . import __version__
 from .errors import UedflowError
 from .io import open_run, open_stack, supported_formats, to_zarr
 from .io.lazy import is_zarr
-from .io.runs import MASK_FILE, is_run, scan_run
+from .io.runs import MASK_FILE, SKIP_BAD_HINT, is_run, scan_run
 
 #: Exit status of a bad command line or bad input (a one-line message, no traceback).
 BAD_INPUT = 2
@@ -296,15 +296,23 @@ def verdict(path, listed, config):
     """
     run = config.run
     try:
-        if listed is None or (run.missing, run.skip_bad) != ("exclude", True):
+        # opened again as reduce opens it when that may differ: the same error, word for word
+        gaps = listed is None or listed.attrs["missing"] or listed.attrs["bad_files"]
+        opened = listed
+        if gaps and (run.missing, run.skip_bad) != ("exclude", True):
             with warnings.catch_warnings():  # already shown when listing
                 warnings.simplefilter("ignore")
-                listed = open_run(path, **run.open_kwargs())
-        config.check(listed.shape[-2:], listed["delay"].values, listed["scan"].values,
-                     pump_off=bool(listed.attrs.get("pump_off")))
+                opened = open_run(path, **run.open_kwargs())
+        config.check(opened.shape[-2:], opened["delay"].values, opened["scan"].values,
+                     pump_off=bool(opened.attrs.get("pump_off")))
     except INPUT_ERRORS as exc:
         return f"verdict: reduce would stop: {_one_line(exc)}"
-    present = listed["present"].values
+    if listed is not None and listed.attrs["bad_files"] and not run.skip_bad:
+        # a compressed frame that does not decode passes at open without --skip-bad
+        path, reason = listed.attrs["bad_files"][0]
+        return (f"verdict: reduce would stop when it reads '{path}': {reason}; "
+                f"{SKIP_BAD_HINT}")
+    present = opened["present"].values
     left = present.size - int(present.sum())
     return (f"verdict: reduce would run on {int(present.sum())} of {present.size} frames"
             + (f" ({left} missing or bad left out)" if left else ""))
