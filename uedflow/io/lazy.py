@@ -25,9 +25,10 @@ from ..errors import (
     IncompleteStoreError,
     UedflowError,
 )
-from . import readers
+from . import plugins, readers
 from .readers import (
     DM_SUFFIXES,
+    HDF5_SUFFIXES,
     MIB_SUFFIXES,
     NPY_SUFFIXES,
     TIFF_SUFFIXES,
@@ -55,7 +56,7 @@ def frames_per_chunk(frame_nbytes, nframes, target=CHUNK_BYTES):
     return int(max(1, min(nframes, target // max(frame_nbytes, 1))))
 
 
-def open_stack(source, *, chunks=None):
+def open_stack(source, *, chunks=None, dataset=None):
     """Open frames lazily as a dask-backed :class:`xarray.DataArray`.
 
     Parameters
@@ -70,7 +71,9 @@ def open_stack(source, *, chunks=None):
           format :func:`uedflow.diffread` reads): dims ``("frame", "y", "x")``, files in
           natural sort order, with a ``file`` coordinate;
         * a multi-frame file: Merlin ``.mib``, DigitalMicrograph ``.dm3``/``.dm4``, a
-          multi-page TIFF or a ``.npy`` file;
+          multi-page TIFF, a ``.npy`` file, an HDF5 or NeXus file (``.h5``, ``.nxs``, ...;
+          an EIGER master file reads its data files through their external links), or a
+          file of a reader plug-in (:mod:`uedflow.io.plugins`) that has a lazy opener;
         * a zarr store (written by :func:`uedflow.to_zarr`, or any zarr array);
         * an in-memory or dask array (``(y, x)``, ``(frame, y, x)`` or more leading dims).
     chunks : int or dict, optional
@@ -78,6 +81,11 @@ def open_stack(source, *, chunks=None):
         along the last leading dim first. A dict maps dim names to chunk sizes,
         as :meth:`xarray.DataArray.chunk` takes them. The default makes chunks of whole
         frames of about 64 MiB.
+    dataset : str, optional
+        HDF5 only: the dataset of frames, or a group whose datasets are concatenated along
+        their first axis (``"/entry/data"`` of an EIGER master file). Default: the NeXus
+        default plot, else ``/entry/data/data`` or ``/entry/data``, else the file's only
+        dataset of 3 or more dims.
 
     Returns
     -------
@@ -97,6 +105,9 @@ def open_stack(source, *, chunks=None):
         If frames differ in shape or dtype; the message names the first file that differs.
     """
     nframes_chunk = chunks if isinstance(chunks, int) else None
+    if dataset is not None and not (isinstance(source, str | os.PathLike)
+                                    and Path(source).suffix.lower() in HDF5_SUFFIXES):
+        raise ValueError(f"open_stack: dataset= is for an HDF5 file; {source!r} is not one")
     if isinstance(source, xr.DataArray):
         data = da.asarray(source.data)
         stack = source.copy(data=data.rechunk(_leading_chunks(data.shape, nframes_chunk,
@@ -104,7 +115,7 @@ def open_stack(source, *, chunks=None):
     elif isinstance(source, np.ndarray | da.Array):
         stack = _from_array(source, nframes_chunk)
     elif isinstance(source, str | os.PathLike):
-        stack = _from_path(source, nframes_chunk)
+        stack = _from_path(source, nframes_chunk, dataset)
     else:
         stack = _from_files(list(source), nframes_chunk)
     if isinstance(chunks, dict):
@@ -143,7 +154,7 @@ def _from_array(array, nframes_chunk, source="<array>", fmt="array"):
     return _labelled(da.asarray(array).rechunk(chunks), source, fmt)
 
 
-def _from_path(source, nframes_chunk):
+def _from_path(source, nframes_chunk, dataset=None):
     # absolute paths: tasks may run on workers whose working directory differs
     text = os.path.abspath(os.fspath(source))
     if glob.has_magic(text) and not os.path.exists(text):
@@ -168,6 +179,13 @@ def _from_path(source, nframes_chunk):
             raise FileNotFoundError(f"No image files in the directory '{path}'")
         return _from_files(files, nframes_chunk, source=str(path))
     suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        from . import hdf5
+
+        frames = hdf5.open_frames(path, dataset)
+        stack = _from_lazy_file(frames, nframes_chunk, "hdf5")
+        stack.attrs["datasets"] = frames.names
+        return stack
     if suffix in MIB_SUFFIXES:
         mib = readers.MIBFile(path)
         k = nframes_chunk or frames_per_chunk(_nbytes(mib.frame_shape, mib.dtype), mib.nframes)
@@ -180,9 +198,33 @@ def _from_path(source, nframes_chunk):
         return _from_lazy_file(NpyFile(path), nframes_chunk, "npy")
     if suffix in TIFF_SUFFIXES:
         return _from_lazy_file(TiffPages(path), nframes_chunk, "tiff")
+    plugin = plugins.reader_for(path)
+    if plugin is not None and plugin.open is not None:
+        return _from_plugin(plugin, path, nframes_chunk)
     if _is_image_file(path):
         return _from_files([path], nframes_chunk, source=str(path))
     raise unsupported_format_error(path)
+
+
+def _from_plugin(plugin, path, nframes_chunk):
+    """The frames of ``path`` from the lazy opener of a plug-in :class:`~.plugins.Reader`."""
+    try:
+        frames = plugin.open(os.fspath(path))
+        shape, dtype = tuple(frames.shape), np.dtype(frames.dtype)
+    except (FileNotFoundError, CorruptFileError):
+        raise
+    except Exception as exc:  # a plug-in may raise anything
+        raise CorruptFileError(path, f"the reader plug-in '{plugin.name}' cannot open it "
+                               f"({exc!r})") from exc
+    if len(shape) < 2:
+        raise CorruptFileError(path, f"the reader plug-in '{plugin.name}' opened it as "
+                               f"shape {shape}, not frames (..., y, x)")
+    if not isinstance(frames, da.Array):
+        frames = da.from_array(frames, chunks=_leading_chunks(shape, nframes_chunk,
+                                                              dtype.itemsize),
+                               asarray=False, fancy=False, meta=np.empty((0,) * len(shape),
+                                                                         dtype))
+    return _from_array(frames, nframes_chunk, source=str(path), fmt=plugin.name)
 
 
 def _labelled(data, source, fmt, dims=None, coords=None):
@@ -400,10 +442,14 @@ def _natural_sorted(paths):
     return [Path(p) for p in tifffile.natural_sorted([os.fspath(p) for p in paths])]
 
 
-@functools.cache
 def _frame_suffixes():
-    """Suffixes of single-frame image files (a MIB file holds a stack of its own)."""
-    return frozenset(readers.supported_formats()) - MIB_SUFFIXES
+    """Suffixes of single-frame image files (a MIB or HDF5 file holds a stack of its own)."""
+    return _single_frame_suffixes(plugins.suffixes())
+
+
+@functools.cache
+def _single_frame_suffixes(plugin_suffixes):
+    return frozenset(readers.supported_formats()) - MIB_SUFFIXES - HDF5_SUFFIXES
 
 
 def _is_image_file(path):

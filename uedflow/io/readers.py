@@ -1,7 +1,9 @@
 """Single-file readers, drop-in replacements for scikit-ued's ``skued.io`` functions.
 
 TIFF is read with tifffile, Gatan DigitalMicrograph (DM3/DM4) and Merlin Image Binary (MIB)
-with RosettaSciIO, NumPy ``.npy`` with NumPy and every other image format with scikit-image.
+with RosettaSciIO, NumPy ``.npy`` with NumPy, HDF5 and NeXus with h5py
+(:mod:`uedflow.io.hdf5`), the formats of installed reader plug-ins with the plug-in
+(:mod:`uedflow.io.plugins`) and every other image format with scikit-image.
 Return values (shape, dtype, header dictionaries) are those of scikit-ued.
 """
 
@@ -18,6 +20,9 @@ TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 DM_SUFFIXES = frozenset({".dm3", ".dm4"})
 MIB_SUFFIXES = frozenset({".mib"})
 NPY_SUFFIXES = frozenset({".npy"})
+HDF5_SUFFIXES = frozenset({".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".cxi"})
+#: Suffixes of uedflow's own readers (plug-ins cannot take them).
+OWN_SUFFIXES = TIFF_SUFFIXES | DM_SUFFIXES | MIB_SUFFIXES | NPY_SUFFIXES | HDF5_SUFFIXES
 
 
 @functools.cache
@@ -27,9 +32,9 @@ def _pillow_suffixes():
     return frozenset(Image.registered_extensions())
 
 
-@functools.cache
 def supported_formats():
-    """Sorted file suffixes that :func:`diffread` can read.
+    """Sorted file suffixes that :func:`diffread` can read (those of installed reader
+    plug-ins included).
 
     Examples
     --------
@@ -37,8 +42,9 @@ def supported_formats():
     >>> [suffix in supported_formats() for suffix in (".tif", ".dm4", ".mib", ".npy")]
     [True, True, True, True]
     """
-    own = TIFF_SUFFIXES | DM_SUFFIXES | MIB_SUFFIXES | NPY_SUFFIXES
-    return tuple(sorted(own | _pillow_suffixes()))
+    from . import plugins
+
+    return tuple(sorted(OWN_SUFFIXES | _pillow_suffixes() | plugins.suffixes()))
 
 
 def check_file(path):
@@ -67,17 +73,27 @@ def unsupported_format_error(path):
     )
 
 
-def diffread(fname):
+def diffread(fname, *, dataset=None, frame=0):
     """Load a diffraction image from a file.
 
     The reader is chosen from the file suffix: TIFF (``.tif``, ``.tiff``) through tifffile,
     Gatan DigitalMicrograph (``.dm3``, ``.dm4``) and Merlin Image Binary (``.mib``) through
-    RosettaSciIO, NumPy (``.npy``), and every format that scikit-image reads otherwise.
+    RosettaSciIO, NumPy (``.npy``), HDF5 and NeXus (``.h5``, ``.hdf5``, ``.nxs``, ...) through
+    h5py, the suffixes of installed reader plug-ins (:mod:`uedflow.io.plugins`) through their
+    plug-in, and every format that scikit-image reads otherwise.
 
     Parameters
     ----------
     fname : path-like
         Image file name.
+    dataset : str, optional
+        HDF5 only: the dataset of frames (or group of datasets, as in an EIGER master file)
+        to read from. Default: the one :func:`uedflow.open_stack` opens (the NeXus default
+        plot, else ``/entry/data/data`` or ``/entry/data``, else the only dataset of 3 or
+        more dims).
+    frame : int, optional
+        HDF5 only: which frame of that stack, counting all its leading dims in C order
+        (negative: from the end). Default 0, the first.
 
     Returns
     -------
@@ -115,6 +131,13 @@ def diffread(fname):
     """
     path = check_file(fname)
     suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        from .hdf5 import read_frame
+
+        return read_frame(path, dataset, frame)
+    if dataset is not None or frame != 0:
+        raise ValueError(f"diffread: dataset= and frame= are for HDF5 files; '{path}' is not "
+                         "one (open a multi-frame file with uedflow.open_stack)")
     if suffix in MIB_SUFFIXES:
         return mibread(path)
     if suffix in DM_SUFFIXES:
@@ -126,6 +149,11 @@ def diffread(fname):
             raise CorruptFileError(path, f"not a readable .npy file ({exc})") from exc
     if suffix in TIFF_SUFFIXES:
         return _as_gray(tiffread(path))
+    from . import plugins
+
+    plugin = plugins.reader_for(path)
+    if plugin is not None:
+        return plugin_read(plugin, path)
     if suffix not in _pillow_suffixes():
         raise unsupported_format_error(path)
     import skimage.io
@@ -134,6 +162,22 @@ def diffread(fname):
         return skimage.io.imread(path, as_gray=True)
     except Exception as exc:  # imageio/pillow raise many unrelated exception types
         raise CorruptFileError(path, f"cannot be decoded as an image ({exc})") from exc
+
+
+def plugin_read(plugin, path):
+    """The image of ``path`` read by a plug-in :class:`~uedflow.io.plugins.Reader`, with
+    errors that name the file and the plug-in."""
+    try:
+        image = np.asarray(plugin.read(path))
+    except (FileNotFoundError, CorruptFileError):
+        raise
+    except Exception as exc:  # a plug-in may raise anything
+        raise CorruptFileError(path, f"the reader plug-in '{plugin.name}' cannot read it "
+                               f"({exc!r})") from exc
+    if image.ndim < 2:
+        raise CorruptFileError(path, f"the reader plug-in '{plugin.name}' returned a "
+                               f"{image.ndim}-D array, not an image")
+    return image
 
 
 def _as_gray(image):

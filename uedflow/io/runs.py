@@ -44,7 +44,7 @@ from .lazy import (
     _natural_sorted,
     run_stack,
 )
-from .readers import TIFF_SUFFIXES
+from .readers import HDF5_SUFFIXES, TIFF_SUFFIXES
 
 #: Regular expression of each pattern field.
 FIELDS = {
@@ -579,6 +579,10 @@ def open_run(path, pattern=None, *, preset="auto", chunks=None, missing="raise",
     """
     if missing not in ("raise", "exclude"):
         raise ValueError(f"missing must be 'raise' or 'exclude', got {missing!r}")
+    if Path(path).suffix.lower() in HDF5_SUFFIXES:  # one HDF5 file: see uedflow.io.hdf5
+        from .hdf5 import open_run as open_hdf5_run
+
+        return open_hdf5_run(path, pattern, delays=delays, chunks=chunks, missing=missing)
     run = scan_run(path, pattern, preset=preset, delays=delays)
     if run.duplicates:
         delay, scan, kept, other = run.duplicates[0]
