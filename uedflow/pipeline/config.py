@@ -478,7 +478,6 @@ class ReduceConfig:
     ValueError: [reject] exclude_scans: scan 7 is not in the run (scans: 0, 1, 2)
     """
 
-    run: RunConfig = field(default_factory=RunConfig)
     dark: DarkConfig = field(default_factory=DarkConfig)
     flat: FlatConfig = field(default_factory=FlatConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -492,6 +491,7 @@ class ReduceConfig:
     radial: RadialConfig = field(default_factory=RadialConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
     source = None  # not a field: outside equality and to_dict
 
