@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from uedflow import CorruptFileError, diffread, open_stack
+from uedflow.cli import main
 from uedflow.datasets import make_run
 from uedflow.io import open_run
 from uedflow.pipeline.reduce import reduce
+from uedflow.pipeline.store import open_reduced
 
 DELAYS = [-1.0, 0.5, 1.0, 2.0]
 BITSHUFFLE = hdf5plugin.Bitshuffle(nelems=0, cname="lz4")
@@ -71,6 +73,9 @@ def test_bitshuffle_run_opens_with_its_delays_lazily(runs):
     with h5py.File(runs["h5"]) as f:  # really compressed with Bitshuffle (filter 32008)
         assert "32008" in f["entry/scan_0/data"]._filters
     np.testing.assert_array_equal(run.values, runs["frames"])
+    found = open_run(runs["h5"], "/entry/scan_{scan}/data")  # in a group above the frames
+    assert found.attrs["delays_from"] == "/entry/delays"
+    np.testing.assert_array_equal(found["delay"].values, DELAYS)
     # a task holds the path and the dataset names, never an open file
     graph = pickle.dumps(run.data.__dask_graph__())
     assert b"h5py" not in graph and len(graph) < 20_000
@@ -121,6 +126,25 @@ def test_reduces_to_the_values_of_the_tiff_run_on_threads_and_a_cluster(runs, so
     for name, values in truth.data_vars.items():
         np.testing.assert_array_equal(threads[name].values, values.values, err_msg=name)
         np.testing.assert_array_equal(remote[name].values, values.values, err_msg=name)
+
+
+def test_the_command_line_reduces_an_hdf5_run(runs, tmp_path, capsys):
+    out = tmp_path / "reduced.zarr"
+    main(["reduce", str(runs["master"]), "--pattern", "/entry/data/data_{scan}", "--delays",
+          "/entry/data@delays", "--config", str(write_mask_config(tmp_path, runs)), "-o",
+          str(out)])
+    assert "rejected" in capsys.readouterr().out
+    run = open_run(runs["master"], "/entry/data/data_{scan}", delays="/entry/data@delays")
+    expected = reduce(run, runs["config"]).compute(scheduler="threads")
+    for name in ("diffraction", "radial", "radial_change", "shifts"):
+        np.testing.assert_array_equal(open_reduced(out)[name].values, expected[name].values,
+                                      err_msg=name)
+
+
+def write_mask_config(folder, runs):
+    path = folder / "reduce.toml"
+    path.write_text(f'[mask]\nfile = "{runs["config"]["mask"]["file"]}"\n')
+    return path
 
 
 def test_delays_from_an_attribute_by_default_and_a_4d_dataset(tmp_path, runs):

@@ -28,6 +28,14 @@ DEFAULT_DATA = ("entry/data/data", "entry/data")
 #: frame dataset or of its group, then datasets in its group and at the root).
 DELAY_NAMES = ("delays", "delay")
 
+#: How to name the delays of a run, in error messages.
+DELAYS_HINT = ("--delays on the command line, delays = in the [run] section of the config, or "
+               "delays= in Python")
+
+#: How to name the frames of a run, in error messages.
+PATTERN_HINT = ("--pattern on the command line, pattern = in the [run] section of the config, "
+                "or pattern= in Python; a pattern with {scan} names one dataset per scan")
+
 #: Delay units (the ``units`` attribute of a delay dataset): factor to ps.
 DELAY_UNITS = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "s": 1e12}
 
@@ -110,10 +118,11 @@ def _describe(file, n=8):
     return "the datasets " + ", ".join(found[:n]) + more
 
 
-def default_data(file):
+def default_data(file, hint="dataset= in Python"):
     """Name of the frames of an open file: the NeXus default plot (``default`` and
     ``signal`` attributes), else ``/entry/data/data`` or the ``/entry/data`` group, else the
-    file's only dataset of 3 or more dims."""
+    file's only dataset of 3 or more dims. ``hint`` says how to name it, for the error if
+    there is none."""
     name, group = "", file
     while "default" in group.attrs and isinstance(group, h5py().Group):
         name = f"{name}/{_text(group.attrs['default'])}"
@@ -132,8 +141,8 @@ def default_data(file):
         return stacks[0]
     raise ValueError(f"{file.filename}: which dataset holds the frames? It has "
                      f"{len(stacks)} datasets of 3 or more dims, and no NeXus 'default' "
-                     f"attribute, '/entry/data/data' or '/entry/data': name one with "
-                     f"dataset=... ({_describe(file)})")
+                     f"attribute, '/entry/data/data' or '/entry/data' ({_describe(file)}); "
+                     f"name it: {hint}")
 
 
 def _text(value):
@@ -309,23 +318,23 @@ def _delays(file, spec, data_name, path):
             raise ValueError(f"{path}: delays of an HDF5 run are a dataset or attribute "
                              "name, or a list of delays (ps); not a table of positions")
         return np.asarray(spec, dtype=float), "the delays given"
-    parent = data_name.rsplit("/", 1)[0] or "/"
     if spec is None:
         tried = []
-        for owner in (data_name, parent):
-            for key in DELAY_NAMES:
+        for owner in _ancestors(data_name):
+            for key in DELAY_NAMES:  # an attribute of the frames or a group above them
                 tried.append(f"{owner}@{key}")
                 if key in _node(file, owner).attrs:
                     return _delays(file, tried[-1], data_name, path)
-        for owner in (parent, "/"):
-            for key in DELAY_NAMES:
+            if owner == data_name:
+                continue
+            for key in DELAY_NAMES:  # a dataset in a group above them
                 name = f"{owner.rstrip('/')}/{key}"
                 tried.append(name)
                 if name in file and isinstance(file[name], h5py().Dataset):
                     return _delays(file, name, data_name, path)
         raise ValueError(f"{path}: where are the delays? None of {', '.join(tried)} exists; "
-                         "name a dataset or attribute with delays=... (e.g. "
-                         "'/entry/delays' or '/entry/data@delays')")
+                         f"name a dataset or attribute (e.g. '/entry/delays' or "
+                         f"'/entry/data@delays'): {DELAYS_HINT}")
     spec = os.fspath(spec)
     owner, _, attr = spec.partition("@")
     if owner and owner not in file and os.path.isfile(spec):  # a delay table file
@@ -352,6 +361,12 @@ def _delays(file, spec, data_name, path):
                          f"{', '.join(DELAY_UNITS)}")
     values = np.atleast_1d(np.asarray(values, dtype=float)) * DELAY_UNITS[units]
     return values, spec
+
+
+def _ancestors(name):
+    """``name`` and the groups above it, up to the root: ``/a/b``, ``/a``, ``/``."""
+    parts = name.strip("/").split("/")
+    return ["/" + "/".join(parts[:k]) for k in range(len(parts), -1, -1)]
 
 
 def _scan_datasets(file, pattern):
@@ -416,7 +431,7 @@ def open_run(path, pattern=None, *, delays=None, chunks=None, missing="raise"):
                              f"{', '.join(others)} are for run folders")
         pattern = pattern.get("frames")
     with open_file(path) as file:
-        name = default_data(file) if pattern is None else pattern
+        name = default_data(file, PATTERN_HINT) if pattern is None else pattern
         if "{scan}" in name:
             scans = _scan_datasets(file, name)
             parts = [frame_parts(file, n) for n in scans.values()]
