@@ -339,3 +339,18 @@ def test_progress_on_a_terminal_is_one_labelled_bar_per_step_that_fits(monkeypat
         draws = [d for d in line.split("\r") if d]
         assert all(len(d) <= 50 and d.startswith(label) for d in draws), draws
         assert re.search(r"\[#+\] 100% \d+\.\d s$", draws[-1])
+
+
+def test_a_line_between_a_step_and_its_bar_comes_first_and_steps_keep_their_order():
+    out = io.StringIO()
+    steps = uedflow.cli.StepProgress(out)  # a StringIO: not a terminal
+    for text in ("reduce: a", "\n", "dask dashboard: http://x", "\n", "\r[##  ] | 50% Completed |"
+                 " 1s", "\r[####] | 100% Completed | 2s", "\n", "reduce: b\n", "reduce: c\n",
+                 "\r[####] | 100% Completed | 1s", "\33[2K\r", "end"):
+        steps.write(text)
+    steps.close()
+    lines = out.getvalue().split("\n")
+    assert lines[0] == "dask dashboard: http://x" and lines[4:] == ["end"]
+    assert re.fullmatch(r"reduce: a \(\d\.\d s\)", lines[1])
+    assert lines[2] == "reduce: b"  # no bar: its line as it is
+    assert re.fullmatch(r"reduce: c \(\d\.\d s\)", lines[3])  # distributed's end of a bar

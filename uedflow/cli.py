@@ -452,7 +452,8 @@ def _reduce(args):
         print(describe_run(run))
         check_free_space(output, _reduced_nbytes(run, output))
         reduced = reduce(run, config, progress=not args.quiet)
-        if not args.quiet:
+        state = read_state(output)
+        if not args.quiet and (args.overwrite or state is None or state["state"] != "complete"):
             print("reduce: writing the store", flush=True)
         report = write_reduced(reduced, output, overwrite=args.overwrite,
                                progress=not args.quiet)
@@ -1023,7 +1024,8 @@ class StepProgress:
     before the write); its bar is what dask or distributed draws (``\\r[###  ] | 45%
     Completed | 1.2s``). On a terminal, each step is one bar labelled with the step, fitted to
     the terminal's width; otherwise (a log file, a pipe), each step is one line with its
-    duration, ``reduce: registration (12.3 s)``. Every other line passes through.
+    duration, ``reduce: registration (12.3 s)``. Every other line passes through (a step is
+    held until its bar: a line printed between them comes first).
 
     Parameters
     ----------
@@ -1055,8 +1057,7 @@ class StepProgress:
                 if line.startswith(STEP_PREFIXES):
                     self._release()
                     self.label, self.start = line, time.perf_counter()
-                else:
-                    self._release()
+                else:  # e.g. the dashboard's address, between a step and its bar
                     self.out.write(line + "\n")
         return len(text)
 
