@@ -1,4 +1,5 @@
-"""The ``uedflow`` command line: a thin layer over the library.
+"""The ``uedflow`` command line: each command calls the library, and says what it does in
+its ``--help`` (:data:`HELP`).
 
 Every command ends with one line on standard error when it fails: exit status 2 for bad input
 (a file, an argument, a store), 3 for an internal error (``--debug`` shows its traceback),
