@@ -29,6 +29,7 @@ import json
 import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,7 +253,8 @@ def _suggestion(files):
     last number the delay, with its unit if one follows; the number in its folder the scan)."""
     names = [f for f in files if Path(f).suffix.lower() in _frame_suffixes()] or files
     shapes = [re.sub(r"\d+", "#", name) for name in names]  # the commonest name, numbers aside
-    folder, _, name = names[shapes.index(max(shapes, key=shapes.count))].rpartition("/")
+    commonest = Counter(shapes).most_common(1)[0][0]
+    folder, _, name = names[shapes.index(commonest)].rpartition("/")
     numbers = list(_NUMBER.finditer(name))
     if not numbers:
         return ""
