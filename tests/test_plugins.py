@@ -60,6 +60,7 @@ def test_without_the_plugin_the_format_is_unknown(tmp_path):
 
 def test_diffread_reads_a_frame_through_the_plugin(tmp_path, toy):
     assert plugins.readers()[".toy"].name == "toy" and ".toy" in supported_formats()
+    assert plugins.readers()[".toy"].open_frames is toy.open_frames
     frames = frames_of(1)
     toy.write(tmp_path / "stack.TOY", frames)  # suffixes compare in lower case
     image = diffread(tmp_path / "stack.TOY")
@@ -110,10 +111,11 @@ def test_plugin_errors_name_the_file_and_the_plugin(tmp_path, toy):
 def test_broken_and_greedy_plugins_are_left_out_with_a_warning(tmp_path, toy, monkeypatch):
     site = tmp_path / "more"
     (site / "greedy_reader.py").parent.mkdir()
-    (site / "greedy_reader.py").write_text(
-        "suffixes = ('.tif', '.gre')\nread = lambda path: [[1, 2], [3, 4]]\n")
+    (site / "greedy_reader.py").write_text(  # a Reader object, not a module
+        "from uedflow.io.plugins import Reader\n"
+        "reader = Reader(('.tif', '.gre'), read=lambda path: [[1, 2], [3, 4]])\n")
     install(site, "lab-readers", {"uedflow.readers": {"broken": "no_such_module:reader",
-                                                     "greedy": "greedy_reader"}})
+                                                     "greedy": "greedy_reader:reader"}})
     monkeypatch.syspath_prepend(str(site))
     plugins.refresh()
     with warnings.catch_warnings(record=True) as caught:
@@ -121,8 +123,8 @@ def test_broken_and_greedy_plugins_are_left_out_with_a_warning(tmp_path, toy, mo
         found = plugins.readers()
     messages = [str(w.message) for w in caught]
     assert any("'broken' (no_such_module:reader) cannot be loaded" in m for m in messages)
-    assert any("'greedy' (greedy_reader) claims '.tif', which uedflow reads" in m
+    assert any("'greedy' (greedy_reader:reader) claims '.tif', which uedflow reads" in m
                for m in messages)
-    assert sorted(found) == [".gre", ".toy"]  # a module is a reader too
+    assert sorted(found) == [".gre", ".toy"]
     (tmp_path / "x.gre").write_bytes(b"")
     np.testing.assert_array_equal(diffread(tmp_path / "x.gre"), [[1, 2], [3, 4]])

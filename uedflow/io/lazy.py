@@ -73,7 +73,7 @@ def open_stack(source, *, chunks=None, dataset=None):
         * a multi-frame file: Merlin ``.mib``, DigitalMicrograph ``.dm3``/``.dm4``, a
           multi-page TIFF, a ``.npy`` file, an HDF5 or NeXus file (``.h5``, ``.nxs``, ...;
           an EIGER master file reads its data files through their external links), or a
-          file of a reader plug-in (:mod:`uedflow.io.plugins`) that has a lazy opener;
+          file of a reader plug-in (:mod:`uedflow.io.plugins`) that opens whole files;
         * a zarr store (written by :func:`uedflow.to_zarr`, or any zarr array);
         * an in-memory or dask array (``(y, x)``, ``(frame, y, x)`` or more leading dims).
     chunks : int or dict, optional
@@ -199,7 +199,7 @@ def _from_path(source, nframes_chunk, dataset=None):
     if suffix in TIFF_SUFFIXES:
         return _from_lazy_file(TiffPages(path), nframes_chunk, "tiff")
     plugin = plugins.reader_for(path)
-    if plugin is not None and plugin.open is not None:
+    if plugin is not None and plugin.open_frames is not None:
         return _from_plugin(plugin, path, nframes_chunk)
     if _is_image_file(path):
         return _from_files([path], nframes_chunk, source=str(path))
@@ -209,7 +209,7 @@ def _from_path(source, nframes_chunk, dataset=None):
 def _from_plugin(plugin, path, nframes_chunk):
     """The frames of ``path`` from the lazy opener of a plug-in :class:`~.plugins.Reader`."""
     try:
-        frames = plugin.open(os.fspath(path))
+        frames = plugin.open_frames(os.fspath(path))
         shape, dtype = tuple(frames.shape), np.dtype(frames.dtype)
     except (FileNotFoundError, CorruptFileError):
         raise

@@ -4,19 +4,19 @@ A package declares a reader in the entry-point group ``uedflow.readers`` of its
 ``pyproject.toml``::
 
     [project.entry-points."uedflow.readers"]
-    toy = "uedflow_toy:reader"
+    toy = "uedflow_toy"
 
-The object named there (a :class:`Reader`, or any object or module with the same
-attributes) gives:
+The object named there (a module, a :class:`Reader`, or any object with the same attributes)
+gives:
 
 * ``suffixes``: the file suffixes it reads, e.g. ``(".toy",)``;
 * ``read(path)``: the image of one file, an ndarray ``(y, x)``;
-* ``open(path)`` (optional): all the frames of one file, lazily: an array-like with
+* ``open_frames(path)`` (optional): all the frames of one file, lazily: an array-like with
   ``shape`` ``(..., y, x)``, ``dtype`` and ``__getitem__`` for a tuple of slices, that
   pickles small (a path, not an open file) so that dask workers can read it; or a dask array.
 
 :func:`uedflow.diffread` reads a file of those suffixes with ``read``;
-:func:`uedflow.open_stack` opens one with ``open`` (else as one frame per file, with
+:func:`uedflow.open_stack` opens one with ``open_frames`` (else as one frame per file, with
 ``read``), and folders and lists of them with ``read``; :func:`uedflow.open_run` reads the
 frames of a run folder with ``read``. uedflow's own readers (TIFF, DigitalMicrograph, MIB,
 NumPy, HDF5) keep their suffixes; a plug-in's suffixes take precedence over the formats read
@@ -43,15 +43,15 @@ class Reader:
         File suffixes, with the dot (compared in lower case).
     read : callable
         ``read(path) -> ndarray``: the image ``(y, x)`` of one file.
-    open : callable, optional
-        ``open(path)``: every frame of one file, lazily (see the module documentation).
+    open_frames : callable, optional
+        ``open_frames(path)``: every frame of one file, lazily (see the module documentation).
     name : str, optional
         Name shown in messages (default: the entry point's name).
     """
 
     suffixes: tuple
     read: object
-    open: object = None
+    open_frames: object = None
     name: str = ""
 
 
@@ -75,7 +75,8 @@ def readers():
         try:
             obj = point.load()
             reader = Reader(tuple(s.lower() for s in obj.suffixes), obj.read,
-                            getattr(obj, "open", None), getattr(obj, "name", "") or point.name)
+                            getattr(obj, "open_frames", None),
+                            getattr(obj, "name", "") or point.name)
         except Exception as exc:  # a broken plug-in must not break uedflow
             warnings.warn(f"The {where} cannot be loaded and is left out: {exc!r}",
                           stacklevel=2)

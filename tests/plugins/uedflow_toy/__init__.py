@@ -1,4 +1,6 @@
-"""The "toy" detector format, and its uedflow reader plug-in.
+"""The "toy" detector format, and its uedflow reader plug-in: this module is the reader
+(entry point ``toy = "uedflow_toy"`` in the group ``uedflow.readers``): ``suffixes``,
+``read`` (one image) and ``open_frames`` (every frame of a file, lazily).
 
 A ``.toy`` file is the magic ``b"TOY1"``, three little-endian uint32 (frames, rows,
 columns), then the frames as little-endian uint16, one after the other.
@@ -8,7 +10,8 @@ import os
 
 import numpy as np
 
-from uedflow.io.plugins import Reader
+#: The suffixes this plug-in reads.
+suffixes = (".toy",)
 
 MAGIC = b"TOY1"
 HEADER = len(MAGIC) + 3 * 4
@@ -52,4 +55,6 @@ class ToyFrames:
         return np.array(data[key])
 
 
-reader = Reader(suffixes=(".toy",), read=read, open=ToyFrames, name="toy")
+def open_frames(path):
+    """Every frame of a toy file, lazily."""
+    return ToyFrames(path)
