@@ -212,6 +212,16 @@ def test_errors_name_the_file_and_the_dataset(tmp_path, runs):
         open_stack(not_hdf5)
 
 
+def test_a_missing_compression_filter_is_named_at_open(runs):
+    code = ("import sys; sys.modules['hdf5plugin'] = None\n"  # as if not installed
+            "from uedflow import open_stack\n"
+            f"open_stack({str(runs['h5'])!r}, dataset='/entry/scan_1/data')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert ("run.h5: dataset '/entry/scan_1/data' is compressed with filter 32008 (bitshuffle)"
+            ", which this HDF5 library cannot decode: install hdf5plugin") in result.stderr
+
+
 def test_importing_uedflow_does_not_import_h5py():
     code = ("import sys, uedflow, uedflow.io.hdf5, uedflow.io.plugins; "
             "print(sorted({'h5py', 'hdf5plugin'} & set(sys.modules)))")

@@ -28,6 +28,10 @@ DEFAULT_DATA = ("entry/data/data", "entry/data")
 #: frame dataset or of its group, then datasets in its group and at the root).
 DELAY_NAMES = ("delays", "delay")
 
+#: How to read the compression filters that detectors use, in error messages.
+FILTER_HINT = ("install hdf5plugin (pip install hdf5plugin, or 'uedflow[hdf5]'), on every "
+               "worker that reads the file")
+
 #: How to name the delays of a run, in error messages.
 DELAYS_HINT = ("--delays on the command line, delays = in the [run] section of the config, or "
                "delays= in Python")
@@ -177,8 +181,24 @@ def frame_parts(file, name):
             raise FrameMismatchError(
                 f"{file.filename}: dataset '{part}' holds {dataset.shape[1:]} frames of "
                 f"{dataset.dtype}, but '{first}' {shapes[0][1:]} frames of {dtype}")
+        missing = missing_filters(dataset)
+        if missing:
+            raise ValueError(f"{file.filename}: dataset '{part}' is compressed with "
+                             f"{', '.join(missing)}, which this HDF5 library cannot decode: "
+                             f"{FILTER_HINT}")
         shapes.append(dataset.shape)
     return names, shapes, np.dtype(dtype)
+
+
+def missing_filters(dataset):
+    """Names of the filters of ``dataset`` that the HDF5 library cannot apply."""
+    plist = dataset.id.get_create_plist()
+    missing = []
+    for i in range(plist.get_nfilters()):
+        code, _, _, name = plist.get_filter(i)
+        if not h5py().h5z.filter_avail(code):
+            missing.append(f"filter {code} ({_text(name).split(';')[0] or 'unnamed'})")
+    return missing
 
 
 def _natural(names):
@@ -262,8 +282,8 @@ class H5Frames:
         try:
             return dataset[key]
         except (OSError, ValueError) as exc:
-            hint = (" (a compression filter is missing: pip install hdf5plugin)"
-                    if "filter" in str(exc).lower() else "")
+            missing = missing_filters(dataset)
+            hint = f" ({', '.join(missing)} missing: {FILTER_HINT})" if missing else ""
             raise CorruptFileError(self.path, f"dataset '{name}' cannot be read at "
                                    f"{_key_text(key)}: {exc}{hint}") from exc
 
