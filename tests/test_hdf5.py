@@ -1,6 +1,7 @@
 """HDF5 and NeXus stacks: open_stack, diffread and open_run of HDF5 files, EIGER-style master
 files with external links, Bitshuffle-compressed data, and errors that name file and dataset."""
 
+import itertools
 import pickle
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from uedflow import CorruptFileError, diffread, open_stack
 from uedflow.cli import main
 from uedflow.datasets import make_run
 from uedflow.io import open_run
+from uedflow.io.hdf5 import H5Frames, open_frames
 from uedflow.pipeline.reduce import reduce
 from uedflow.pipeline.store import open_reduced
 
@@ -92,6 +94,26 @@ def test_master_file_reads_its_data_files_through_external_links(runs):
                                   scan_major[2:6])
     one = open_stack(runs["master"], dataset="/entry/data/data_000002")
     np.testing.assert_array_equal(one.values, runs["frames"][:, 1])
+
+
+def test_indexing_datasets_concatenated_or_stacked_as_numpy_does(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 100, (n, 3, 4)).astype(np.int32) for n in (3, 1, 4)]
+    with h5py.File(tmp_path / "parts.h5", "w") as f:
+        for i, part in enumerate(parts):
+            f[f"group/d{i}"] = part
+    concatenated = open_frames(tmp_path / "parts.h5", "/group")
+    stacked = H5Frames(tmp_path / "parts.h5", ["/group/d2", "/group/d0"],
+                       [(4, 3, 4), (3, 3, 4)], np.dtype(np.int32), stack=True)
+    truth = np.concatenate(parts)
+    grid = np.zeros((4, 2, 3, 4), np.int32)  # the shorter scan: zeros past its end
+    grid[:, 0], grid[:3, 1] = parts[2], parts[0]
+    for start, stop, step in itertools.product(range(-1, 9), range(-1, 9), (None, 2, 3)):
+        key = (slice(start, stop, step), slice(1, 3))
+        np.testing.assert_array_equal(concatenated[key], truth[key], err_msg=str(key))
+        key = (slice(start, stop, step), slice(1, 2))
+        np.testing.assert_array_equal(stacked[key], grid[key], err_msg=str(key))
+    np.testing.assert_array_equal(concatenated[5, 1], truth[5, 1])
 
 
 def test_diffread_reads_one_frame(runs):

@@ -251,26 +251,25 @@ class H5Frames:
 
     def _read(self, file, key):
         first = range(*key[0].indices(self.shape[0]))
+        if first.step != 1 and len(first):  # read the span, keep the frames asked for
+            lo, hi = min(first), max(first) + 1
+            return self._read(file, (slice(lo, hi), *key[1:]))[np.array(first) - lo]
         if self.stack:
             scans = range(*key[1].indices(self.shape[1]))
             out = np.zeros((len(first), len(scans), *self.shape[2:]), self.dtype)
             out = out[(slice(None), slice(None), *key[2:])].copy()
-            for j, scan in enumerate(scans):
+            for j, scan in enumerate(scans):  # past the end of a short scan: zeros
                 stop = min(first.stop, self.lengths[scan])
-                if first.step == 1 and stop > first.start:
-                    out[: stop - first.start, j] = self._part(file, scan, (
-                        slice(first.start, stop), *key[2:]))
-                elif first.step != 1:
-                    rows = [i for i in first if i < self.lengths[scan]]
-                    for r in rows:
-                        out[first.index(r), j] = self._part(file, scan, (r, *key[2:]))
+                if stop > first.start:
+                    out[: stop - first.start, j] = self._part(
+                        file, scan, (slice(first.start, stop), *key[2:]))
             return out
         pieces, offset = [], 0
         for part, n in enumerate(self.lengths):
             lo, hi = max(first.start, offset), min(first.stop, offset + n)
             if lo < hi:
-                pieces.append(self._part(file, part, (slice(lo - offset, hi - offset,
-                                                            first.step), *key[1:])))
+                pieces.append(self._part(file, part, (slice(lo - offset, hi - offset),
+                                                      *key[1:])))
             offset += n
         if not pieces:
             return np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *key[1:])]
