@@ -109,7 +109,9 @@ def diffread(fname, *, dataset=None, frame=0):
     ValueError
         If the format is not supported (the message lists the supported suffixes).
     uedflow.errors.CorruptFileError
-        If the file is truncated or cannot be decoded.
+        If the file is truncated or cannot be decoded (or a plug-in fails to read it).
+    KeyError
+        HDF5: if ``dataset`` is not in the file (the message lists the datasets it holds).
 
     See Also
     --------
