@@ -152,21 +152,17 @@ def test_reduces_to_the_values_of_the_tiff_run_on_threads_and_a_cluster(runs, so
 
 def test_the_command_line_reduces_an_hdf5_run(runs, tmp_path, capsys):
     out = tmp_path / "reduced.zarr"
-    main(["reduce", str(runs["master"]), "--pattern", "/entry/data/data_{scan}", "--delays",
-          "/entry/data@delays", "--config", str(write_mask_config(tmp_path, runs)), "-o",
-          str(out)])
+    config = tmp_path / "reduce.toml"  # the delays from the config, the pattern from a flag
+    config.write_text(f'[run]\ndelays = "/entry/data@delays"\n\n'
+                      f'[mask]\nfile = "{runs["config"]["mask"]["file"]}"\n')
+    main(["reduce", str(runs["master"]), "--pattern", "/entry/data/data_{scan}", "--config",
+          str(config), "-o", str(out)])
     assert "rejected" in capsys.readouterr().out
     run = open_run(runs["master"], "/entry/data/data_{scan}", delays="/entry/data@delays")
     expected = reduce(run, runs["config"]).compute(scheduler="threads")
     for name in ("diffraction", "radial", "radial_change", "shifts"):
         np.testing.assert_array_equal(open_reduced(out)[name].values, expected[name].values,
                                       err_msg=name)
-
-
-def write_mask_config(folder, runs):
-    path = folder / "reduce.toml"
-    path.write_text(f'[mask]\nfile = "{runs["config"]["mask"]["file"]}"\n')
-    return path
 
 
 def test_delays_from_an_attribute_by_default_and_a_4d_dataset(tmp_path, runs):
