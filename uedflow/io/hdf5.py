@@ -78,6 +78,10 @@ def open_file(path):
     try:
         return module.File(path, "r")
     except OSError as exc:
+        if "lock" in str(exc).lower():  # file systems without locks (some NFS, Lustre)
+            raise OSError(f"{path}: HDF5 cannot lock the file ({exc}); on a file system "
+                          "without file locks set HDF5_USE_FILE_LOCKING=FALSE in the "
+                          "environment (of the workers too)") from exc
         raise CorruptFileError(path, f"cannot be opened as HDF5 ({exc})") from exc
 
 
