@@ -240,6 +240,16 @@ def test_a_missing_compression_filter_is_named_at_open(runs):
             ", which this HDF5 library cannot decode: install hdf5plugin") in result.stderr
 
 
+def test_a_file_system_without_locks_gets_the_fix(runs, monkeypatch):
+    def refuse(*args, **kwargs):  # what HDF5 raises where the file system has no locks
+        raise OSError("Unable to synchronously open file (unable to lock file, errno = 37)")
+
+    monkeypatch.setattr(h5py, "File", refuse)
+    with pytest.raises(OSError, match="run.h5: HDF5 cannot lock the file .* "
+                       "HDF5_USE_FILE_LOCKING=FALSE"):
+        open_stack(runs["h5"])
+
+
 def test_importing_uedflow_does_not_import_h5py():
     code = ("import sys, uedflow, uedflow.io.hdf5, uedflow.io.plugins; "
             "print(sorted({'h5py', 'hdf5plugin'} & set(sys.modules)))")
