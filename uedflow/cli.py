@@ -440,6 +440,8 @@ def _reduce(args):
         raise ValueError("give either RAW or --demo")
     config = _config(args)
     config.run = run_settings(args, config)
+    if args.follow:
+        return _follow(args, config)
     output = Path(args.output).absolute()
     existing_state(output)  # refuse a path that is not a reduced store before any work
     if args.quicklook:
@@ -465,6 +467,28 @@ def _reduce(args):
     if args.quicklook:
         for path in quicklook(output, _quicklook_dir(output)):
             print(f"wrote {path}")
+
+
+def _follow(args, config):
+    """``reduce --follow``: :func:`uedflow.pipeline.live.follow`, quick-look PNGs refreshed
+    after each update."""
+    from .pipeline.live import follow
+    from .pipeline.quicklook import quicklook
+
+    if args.raw is None or args.demo:
+        raise ValueError("--follow needs RAW, the run directory being written")
+    if args.every <= 0 or (args.until_idle is not None and args.until_idle < 0):
+        raise ValueError("--every must be > 0 and --until-idle >= 0 (seconds)")
+    output = Path(args.output).absolute()
+
+    def refresh(version):
+        if args.quicklook:
+            quicklook(version, _quicklook_dir(output))
+
+    summary = follow(args.raw, output, config, open_kwargs=config.run.open_kwargs(),
+                     every=args.every, until_idle=args.until_idle, on_update=refresh,
+                     log=(lambda line: None) if args.quiet else print)
+    return INTERRUPTED if summary["interrupted"] else 0
 
 
 def _print_config(args):
@@ -936,6 +960,14 @@ def build_parser():
                    help="replace an existing reduced store (and quick-look PNGs)")
     p.add_argument("--demo", action="store_true", help=argparse.SUPPRESS)  # see uedflow demo
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--follow", action="store_true",
+                   help="reduce while the run is acquired: OUTPUT is kept a valid store of the "
+                   "scans complete so far, until the run's run.json appears, --until-idle or "
+                   "Ctrl-C (see docs/live.md)")
+    p.add_argument("--until-idle", type=float, metavar="SECONDS",
+                   help="with --follow: stop once no file changed for SECONDS")
+    p.add_argument("--every", type=float, default=2.0, metavar="SECONDS",
+                   help="with --follow: seconds between looks at the run (default 2)")
     p.set_defaults(func=_reduce)
 
     p = sub.add_parser("config", parents=common,

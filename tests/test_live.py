@@ -1,0 +1,225 @@
+"""``uedflow reduce --follow``: a run reduced while a writer process writes it frame by frame.
+
+The writer (a subprocess) copies a synthetic run in acquisition order: some frames in pieces
+with pauses between them, one frame never written, a pause longer than a scan, and the
+manifest ``run.json`` last. Readers open the store throughout; every version the follower
+published is then compared with an offline reduction of the same files and scans.
+"""
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from uedflow.cli import main
+from uedflow.datasets import make_run
+from uedflow.io.runs import open_run
+from uedflow.pipeline.live import LIVE_ATTR, Follower, open_live, versions_dir
+from uedflow.pipeline.reduce import reduce
+from uedflow.pipeline.store import open_reduced
+
+DELAYS = [-1.0, 0.0, 1.0, 2.0]
+SCANS = 4
+SHAPE = (48, 48)
+
+#: Copies the run of argv[1] into argv[2] frame by frame, as an acquisition would.
+WRITER = """
+import os, shutil, sys, time
+from pathlib import Path
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+skip = set(sys.argv[3].split(",")) if sys.argv[3] else set()
+slow = set(sys.argv[4].split(",")) if sys.argv[4] else set()
+pause_after, pause = sys.argv[5], float(sys.argv[6])
+last = sys.argv[7] == "manifest"
+
+def atomic(rel):
+    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src / rel, dst / rel.with_name(rel.name + ".part"))
+    os.replace(dst / rel.with_name(rel.name + ".part"), dst / rel)
+
+for rel in [Path("mask.tif"), *sorted(p.relative_to(src) for p in src.glob("dark_image/*"))]:
+    atomic(rel)
+for scan in sorted(p.name for p in src.glob("scan_*")):
+    for frame in sorted((src / scan).glob("*.tif"), key=lambda p: float(p.stem[7:-2])):
+        rel = frame.relative_to(src)
+        if str(rel) in skip:
+            continue
+        data = frame.read_bytes()
+        (dst / scan).mkdir(exist_ok=True)
+        with open(dst / rel, "wb") as out:
+            pieces = 3 if str(rel) in slow else 1
+            for k in range(pieces):
+                out.write(data[k * len(data) // pieces:(k + 1) * len(data) // pieces])
+                out.flush()
+                if k + 1 < pieces:
+                    time.sleep(0.5)
+        time.sleep(0.1)
+    atomic(Path("pump_off") / f"pumpoff_{scan[5:]}.tif")
+    if scan == pause_after:
+        time.sleep(pause)
+if last:
+    atomic(Path("run.json"))
+"""
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """The synthetic run the writer copies (lab layout: the delays are in the names)."""
+    path = tmp_path_factory.mktemp("staged") / "run"
+    make_run(path, shape=SHAPE, delays=DELAYS, n_scans=SCANS, layout="lab", n_darks=2, seed=3)
+    return path
+
+
+def _writer(staged, live, *, skip="", slow="", pause_after="", pause=0.0, last="manifest"):
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(staged), str(live), skip, slow,
+                             pause_after, str(pause), last])
+
+
+def _follower(live, out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "uedflow.cli", "reduce", str(live), "-o",
+                             str(out), "--follow", "--every", "0.2", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _same(a, b):
+    """Every variable of ``b`` equal in ``a``, bit for bit (NaN equal to NaN)."""
+    for name in b.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    for name in b.coords:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def _offline(live, scans, inputs):
+    """The offline reduction of ``scans`` of the run as it is now, with the darks and pump-off
+    frames that the version read (its provenance's inputs)."""
+    run = open_run(live, missing="exclude").sel(scan=scans)
+    run.attrs["pump_off"] = [f for f in run.attrs["pump_off"] if f in inputs]
+    run.attrs["missing"] = [m for m in run.attrs["missing"] if m[1] in scans]
+    return reduce(run)
+
+
+def _check_reader(out, seen):
+    """Open the store as a reader would, mid-run: a complete, labelled Dataset."""
+    try:
+        ds = open_live(out)
+    except FileNotFoundError:
+        return
+    live = json.loads(ds.attrs[LIVE_ATTR])
+    ds = ds.load()  # every chunk read (and checked) from the version opened
+    assert list(ds["scan"].values) == live["scans"]
+    assert ds["diffraction"].shape == (len(DELAYS), *SHAPE)
+    assert np.isfinite(ds["diffraction"].values[:, ds["mask"].values]).all()
+    seen[live["version"]] = live
+
+
+def test_follow_a_run_being_written(staged, tmp_path):
+    live, out = tmp_path / "run", tmp_path / "out"
+    live.mkdir()
+    missing = "scan_0002/pumpon_+000.000ps.tif"
+    writer = _writer(staged, live, skip=missing,
+                     slow="scan_0001/pumpon_+001.000ps.tif,scan_0003/pumpon_-001.000ps.tif",
+                     pause_after="scan_0002", pause=3.0)
+    follower = _follower(live, out)
+    seen, deadline = {}, time.monotonic() + 60
+    while follower.poll() is None and time.monotonic() < deadline:
+        _check_reader(out, seen)
+        time.sleep(0.05)
+    if follower.poll() is None:
+        follower.kill()
+    log = follower.communicate(timeout=5)[0]
+    assert writer.wait(timeout=5) == 0
+    assert follower.returncode == 0, log
+    assert "(delay 0 ps, scan 2) left out: no file" in log
+
+    final = open_live(out)
+    state = json.loads(final.attrs[LIVE_ATTR])
+    assert state["complete"] and state["scans"] == [1, 2, 3, 4]
+    assert state["left_out"] == [[0.0, 2, "no file"]]
+    offline = reduce(open_run(live, missing="exclude"))
+    _same(final, offline)  # the final store is the offline reduction
+    assert final["rejected"].values[DELAYS.index(0.0), 1]  # the frame never written
+    assert [0.0, 2, ["missing"]] in json.loads(final.attrs["uedflow"])["rejected"]
+
+    # scans were published as they closed, each version the offline reduction of its scans
+    versions = sorted(versions_dir(out).glob("v*"))
+    scans = [json.loads(open_reduced(v).attrs[LIVE_ATTR])["scans"] for v in versions]
+    assert scans[0][0] == 1 and len(scans) >= 3, scans
+    # scan 2 waits for its missing frame (60 s, or the end of the run); scan 3 does not wait
+    assert all(set(a) < set(b) for a, b in itertools.pairwise(scans)), scans
+    assert 2 not in scans[-2] and 3 in scans[-2], scans
+    for version in versions[:-1]:
+        ds = open_reduced(version)
+        inputs = json.loads(ds.attrs["uedflow"])["inputs"]["files"]
+        _same(ds, _offline(live, json.loads(ds.attrs[LIVE_ATTR])["scans"], inputs))
+    assert len(seen) >= 2  # the readers saw the store change while it was written
+
+
+def test_ctrl_c_leaves_a_valid_store_that_reduce_completes(staged, tmp_path):
+    live, out = tmp_path / "run", tmp_path / "out"
+    live.mkdir()
+    writer = _writer(staged, live, pause_after="scan_0002", pause=30.0, last="none")
+    follower = _follower(live, out)
+    deadline = time.monotonic() + 40
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    follower.send_signal(signal.SIGINT)
+    log = follower.communicate(timeout=20)[0]
+    writer.kill()
+    writer.wait()
+    assert follower.returncode == 128 + signal.SIGINT, log
+    ds = open_live(out)
+    state = json.loads(ds.attrs[LIVE_ATTR])
+    assert not state["complete"] and ds["scan"].values.tolist() == state["scans"]
+
+    # the run as it stands reduced offline into the same output
+    assert main(["reduce", str(live), "-o", str(out), "--missing", "exclude", "--overwrite",
+                 "-q"]) in (0, None)
+    _same(open_reduced(out), reduce(open_run(live, missing="exclude")))
+
+
+def test_a_frame_is_taken_once_whole_and_given_up_after_the_timeout(staged, tmp_path):
+    live = tmp_path / "run"
+    (live / "scan_0001").mkdir(parents=True)
+    (live / "scan_0002").mkdir()
+    frames = sorted((staged / "scan_0001").glob("*.tif"))
+    data = frames[0].read_bytes()
+    follower = Follower(live, {}, settle=0.5, timeout=10.0)
+    path = live / "scan_0001" / frames[0].name
+    path.write_bytes(data[: len(data) // 2])
+    follower.poll(now=0.0)
+    follower.poll(now=1.0)  # unchanged for 1 s, but truncated: not taken
+    assert not follower.taken(path)
+    path.write_bytes(data)
+    follower.poll(now=2.0)
+    assert not follower.taken(path)  # changed: must settle first
+    follower.poll(now=2.6)
+    assert follower.taken(path)
+
+    for frame in frames[1:]:  # scan 1 whole; scan 2 has begun, with one frame
+        (live / "scan_0001" / frame.name).write_bytes(frame.read_bytes())
+    (live / "scan_0002" / frames[0].name).write_bytes(data)
+    listing = follower.poll(now=3.0)
+    listing = follower.poll(now=4.0)
+    assert follower.closed_scans(listing, ended=False, now=4.0) == [1]
+    assert follower.closed_scans(listing, ended=False, now=13.0) == [1]  # no scan 3 yet
+    assert not follower.given_up
+    assert follower.closed_scans(listing, ended=True, now=13.0) == [1, 2]
+    assert sorted(follower.given_up) == [(d, 2) for d in DELAYS if d != 0.0]  # +000 written
+    assert not follower.ended(until_idle=10.0, now=12.5)  # the last change: at 3 s
+    assert follower.ended(until_idle=10.0, now=13.5)
+
+
+def test_follow_refuses_an_output_that_is_not_its_own(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a live store"):
+        from uedflow.pipeline.live import follow
+        follow(tmp_path, tmp_path / "out")
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+    assert not os.path.exists(versions_dir(tmp_path / "out"))
