@@ -1174,9 +1174,32 @@ def reduce(run, config=None, *, progress=False):
             *common_args, None)[0]
     done = dict(zip(pending, _compute(*pending.values(), step="equilibrium",
                                       progress=progress), strict=True))
+    return _dataset(run, config, [done.get(i, f) for i, f in enumerate(finished)],
+                    done.get("pump_off"), center=center, mask=mask, radial_range=(start, size),
+                    shifts=shifts, kept=kept, scales=scales, rejected=rejected, reasons=reasons,
+                    total=total, correlation=correlation, present=present, parts=parts,
+                    reference_label=reference_label, pump_off_left_out=pump_off_left_out,
+                    timer=timer)
+
+
+def _dataset(run, config, results, pump_off, *, center, mask, radial_range, shifts, kept,
+             scales, rejected, reasons, total, correlation, present, parts, reference_label,
+             pump_off_left_out, timer):
+    """The reduced Dataset from every delay's average ``results`` (each a delayed or a
+    computed ``(image, error, delay shift, cuts, radial error)``; those of the delays before
+    time zero computed) and the pump-off average ``pump_off`` (computed, or None), with the
+    frame statistics and decisions: the last step of :func:`reduce`, shared by the live
+    reduction (:mod:`uedflow.pipeline.live`)."""
+    shape = run.shape[-2:]
+    delays, scans = run["delay"].values, run["scan"].values
+    start, size = radial_range
+    pump_off_files = pump_off is not None
+    by_pump_off = config.dynamics.reference == "pump_off"
+    before = delays < config.dynamics.t0
+    done = {i: r for i, r in enumerate(results) if isinstance(r, tuple)}
+    done["pump_off"] = pump_off
     # in the graph as literals: scattered data would be lost with a worker that holds it
-    results = [dask.delayed(done[i], pure=True) if i in done else f
-               for i, f in enumerate(finished)]
+    results = [dask.delayed(r, pure=True) if isinstance(r, tuple) else r for r in results]
 
     def pick(k, extra, dtype):
         return da.stack([da.from_delayed(dask.delayed(operator.getitem, pure=True)(r, k),
