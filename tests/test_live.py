@@ -27,6 +27,9 @@ from uedflow.pipeline.store import open_reduced
 DELAYS = [-1.0, 0.0, 1.0, 2.0]
 SCANS = 4
 SHAPE = (48, 48)
+#: The run's own mask file gives the beam block: the detector mask of the first scan is that
+#: of the whole run, so that a version from partials compares with the offline reduction.
+CONFIG = {"mask": {"beam_block": False}}
 
 #: Copies the run of argv[1] into argv[2] frame by frame, as an acquisition would.
 WRITER = """
@@ -82,8 +85,11 @@ def _writer(staged, live, *, skip="", slow="", pause_after="", pause=0.0, last="
 
 
 def _follower(live, out, *extra):
+    config = out.with_name("config.toml")
+    config.write_text("[mask]\nbeam_block = false\n")
     return subprocess.Popen([sys.executable, "-m", "uedflow.cli", "reduce", str(live), "-o",
-                             str(out), "--follow", "--every", "0.2", *extra],
+                             str(out), "--follow", "--every", "0.2", "--config", str(config),
+                             *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -101,7 +107,32 @@ def _offline(live, scans, inputs):
     run = open_run(live, missing="exclude").sel(scan=scans)
     run.attrs["pump_off"] = [f for f in run.attrs["pump_off"] if f in inputs]
     run.attrs["missing"] = [m for m in run.attrs["missing"] if m[1] in scans]
-    return reduce(run)
+    return reduce(run, CONFIG)
+
+
+def _close(live, offline):
+    """A version reduced from partials against the offline reduction of its scans: the
+    frame statistics and decisions exactly, the images to float32 rounding (frames are added
+    divided by their totals, the delay's level applied to the sums), the standard errors to
+    the rounding of a sum of squares minus a square of sums (bright pixels, few scans), as
+    large in either."""
+    for name in ("shifts", "total", "correlation", "rejected", "scale", "mask", "center"):
+        np.testing.assert_array_equal(live[name].values, offline[name].values, err_msg=name)
+    assert set(live.data_vars) == set(offline.data_vars)
+    mask = offline["mask"].values
+    for name in {"diffraction", "equilibrium", "pump_off"} & set(offline.data_vars):
+        np.testing.assert_allclose(live[name].values[..., mask], offline[name].values[..., mask],
+                                   rtol=2e-6, err_msg=name)
+    np.testing.assert_allclose(live["radial_change"].values, offline["radial_change"].values,
+                               atol=1e-5)
+    error, truth = live["diffraction_error"].values, offline["diffraction_error"].values
+    np.testing.assert_array_equal(np.isnan(error), np.isnan(truth))
+    known = np.isfinite(truth) & (truth > 0)  # none with one scan
+    if known.any():
+        assert np.median(np.abs(error[known] / truth[known] - 1)) < 1e-3
+        # the rounding of a variance of float32 values: about 1e-3 of the value itself
+        floor = 1e-3 * np.abs(offline["diffraction"].values[known])
+        assert (np.abs(error[known] - truth[known]) <= 0.05 * truth[known] + floor).all()
 
 
 def _check_reader(out, seen):
@@ -141,7 +172,7 @@ def test_follow_a_run_being_written(staged, tmp_path):
     state = json.loads(final.attrs[LIVE_ATTR])
     assert state["complete"] and state["scans"] == [1, 2, 3, 4]
     assert state["left_out"] == [[0.0, 2, "no file"]]
-    offline = reduce(open_run(live, missing="exclude"))
+    offline = reduce(open_run(live, missing="exclude"), CONFIG)
     _same(final, offline)  # the final store is the offline reduction
     assert final["rejected"].values[DELAYS.index(0.0), 1]  # the frame never written
     assert [0.0, 2, ["missing"]] in json.loads(final.attrs["uedflow"])["rejected"]
@@ -155,8 +186,14 @@ def test_follow_a_run_being_written(staged, tmp_path):
     assert 2 not in scans[-2] and 3 in scans[-2], scans
     for version in versions[:-1]:
         ds = open_reduced(version)
+        state = json.loads(ds.attrs[LIVE_ATTR])
         inputs = json.loads(ds.attrs["uedflow"])["inputs"]["files"]
-        _same(ds, _offline(live, json.loads(ds.attrs[LIVE_ATTR])["scans"], inputs))
+        _close(ds, _offline(live, state["scans"], inputs))
+        # each frame read once, when its scan closed (the pump-off frames too)
+        frames = sum(len(DELAYS) - (s == 2) for s in state["scans"])
+        pump_off = [f for f in inputs if "pump_off" in f]
+        assert state["method"] == "partials"
+        assert state["reads"] == {"frames": frames + len(pump_off), "again": 0}
     assert len(seen) >= 2  # the readers saw the store change while it was written
 
 
@@ -179,8 +216,8 @@ def test_ctrl_c_leaves_a_valid_store_that_reduce_completes(staged, tmp_path):
 
     # the run as it stands reduced offline into the same output
     assert main(["reduce", str(live), "-o", str(out), "--missing", "exclude", "--overwrite",
-                 "-q"]) in (0, None)
-    _same(open_reduced(out), reduce(open_run(live, missing="exclude")))
+                 "--config", str(tmp_path / "config.toml"), "-q"]) in (0, None)
+    _same(open_reduced(out), reduce(open_run(live, missing="exclude"), CONFIG))
 
 
 def test_a_frame_is_taken_once_whole_and_given_up_after_the_timeout(staged, tmp_path):
@@ -223,3 +260,27 @@ def test_follow_refuses_an_output_that_is_not_its_own(tmp_path):
         follow(tmp_path, tmp_path / "out")
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
     assert not os.path.exists(versions_dir(tmp_path / "out"))
+
+
+def test_scaled_partial_sums_equal_sums_of_scaled_frames():
+    from scipy import sparse
+
+    from uedflow.pipeline.partials import PixelSums
+
+    rng = np.random.default_rng(1)
+    frames = rng.poisson(50, (6, 8, 8)).astype(np.float32)
+    frames[2, 3, 3] = 900  # an outlier the cut takes out
+    frames[4, 0, :2] = np.nan
+    profile = sparse.csc_matrix(np.full((1, 64), 1 / 64, np.float32))
+    work, flag = np.empty((8, 8), np.float32), np.empty((8, 8), bool)
+    plain, scaled = PixelSums((8, 8), profile), PixelSums((8, 8), profile)
+    for s, frame in enumerate(frames):
+        plain.add(frame * np.float32(2.5), s, work, flag)
+        scaled.add(frame.copy(), s, work, flag)
+    noise = np.ones((8, 8))
+    expected = plain.result(3.0, noise, 6)
+    got = scaled.scaled(2.5).result(3.0, noise, 6)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert expected[2][2] >= 1  # the outlier cut, in both (cuts compared above)
+    assert scaled.profiles == 6  # the original is left as it was

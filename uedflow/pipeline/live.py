@@ -30,15 +30,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 
+from ..image.center import autocenter
+from ..image.powder import refine_center
 from ..io.lazy import RUN_MANIFEST
 from ..io.readers import diffread
 from ..io.runs import open_run, scan_run
 from ..io.safety import clear_store, store_marker
-from .reduce import reduce
+from .config import ReduceConfig
+from .partials import PixelSums
+from .reduce import (
+    _dataset,
+    _finish,
+    _fraction,
+    _frame_rejections,
+    _frame_setup,
+    _group_stats,
+    _group_sums,
+    _known_rejections,
+    _labels,
+    _movie_mask,
+    _radial_bins,
+    _Registration,
+    _rejected,
+    _scales,
+    _Timer,
+    dark_and_gain,
+    detector_mask,
+    reduce,
+)
 from .store import open_reduced, write_reduced
 
-__all__ = ["Follower", "follow", "open_live"]
+__all__ = ["Follower", "Partials", "follow", "open_live"]
 
 #: Attribute of a live store's Dataset: the scans in it and the state of the run.
 LIVE_ATTR = "uedflow_live"
@@ -282,12 +306,17 @@ def follow(raw, output, config=None, *, open_kwargs=None, every=2.0, until_idle=
         ``interrupted`` (Ctrl-C).
     """
     raw, output = Path(raw).absolute(), Path(output).absolute()
+    if config is None:
+        config = ReduceConfig()
+    elif isinstance(config, dict):
+        config = ReduceConfig.from_dict(config)
     _check_output(output)
     folder = versions_dir(output)
     folder.mkdir(exist_ok=True)
     follower = Follower(raw, dict(open_kwargs or {}), min(every, 1.0) if settle is None
                         else settle, timeout)
     done, versions, complete = [], 0, False
+    live = {"partials": None, "exact": config.align.reference == "early"}
     try:
         while True:
             start = time.monotonic()
@@ -299,7 +328,15 @@ def follow(raw, output, config=None, *, open_kwargs=None, every=2.0, until_idle=
                     if s in closed and s not in done:
                         log(f"follow: frame (delay {d:g} ps, scan {s}) left out: {reason}")
                 version = _next_version(folder)
-                _write_version(follower, closed, ended, config, version)
+                try:
+                    _write_version(follower, closed, ended, config, version, live)
+                except ValueError as exc:  # e.g. a delay without a frame yet
+                    if ended:
+                        raise
+                    log(f"follow: scans {closed} not reduced yet: {exc}")
+                    done = closed
+                    time.sleep(every)
+                    continue
                 _publish(output, version)
                 versions += 1
                 done, complete = closed, ended
@@ -323,15 +360,25 @@ def _summary(scans, complete, versions, follower, interrupted=False):
             "interrupted": interrupted}
 
 
-def _write_version(follower, scans, complete, config, version):
-    """Reduce the closed ``scans`` into the new store ``version``; a write interrupted is
-    removed (it was never published)."""
+def _write_version(follower, scans, complete, config, version, live):
+    """Reduce the closed ``scans`` into the new store ``version``: at the end of the run (or
+    with ``live["exact"]``) offline (:func:`reduce`), else by the :class:`Partials` kept in
+    ``live``; a write interrupted is removed (it was never published)."""
     try:
         run = follower.snapshot(scans)
-        ds = reduce(run, config)
+        partials = live["partials"]
+        reads = None  # an offline reduction reads every frame twice
+        if complete or live["exact"]:
+            ds = reduce(run, config)
+        else:
+            if partials is None or not np.array_equal(partials.delays, run["delay"].values):
+                partials = live["partials"] = Partials(run, config)
+            ds = partials.update(run)
+            reads = dict(partials.reads)
         ds.attrs[LIVE_ATTR] = json.dumps({
             "scans": [int(s) for s in scans], "complete": bool(complete),
             "version": version.name, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "method": "offline" if reads is None else "partials", "reads": reads,
             "left_out": [[d, s, r] for (d, s), r in follower.given_up.items() if s in scans]})
         write_reduced(ds, version)
     except BaseException:
@@ -340,3 +387,208 @@ def _write_version(follower, scans, complete, config, version):
             shutil.rmtree(version / ".uedflow", ignore_errors=True)
             version.rmdir()
         raise
+
+
+def _radial_geometry(center, pixels):
+    """``(start, size)`` of the radial bins that ``pixels`` fill about ``center``, as
+    :func:`~uedflow.pipeline.reduce.reduce` takes them."""
+    filled = np.flatnonzero(np.bincount(
+        np.rint(np.hypot(*(np.nonzero(pixels) - center[:, None]))).astype(np.intp)))
+    return int(filled[0]), int(filled[-1] - filled[0] + 1)
+
+
+def _reindexed(values, start0, start, size):
+    """Values of the radial bins from ``start0`` on, as those of ``start .. start + size - 1``
+    (NaN where they have none)."""
+    out = np.full(size, np.nan)
+    low, high = max(start, start0), min(start + size, start0 + len(values))
+    if high > low:
+        out[low - start:high - start] = values[low - start0:high - start0]
+    return out
+
+
+class Partials:
+    """The partial results of a live reduction, kept per scan so that a new scan costs the
+    work of that scan: its frames are read once, registered (frame statistics) and added,
+    divided by their own totals, into each delay's :class:`~uedflow.pipeline.partials.
+    PixelSums`. The decisions that depend on all frames (frame rejection, the normalisation
+    level, the movie's mask and centre, the pixel cut) are taken again at every update from
+    the kept statistics and sums.
+
+    What is fixed by the first update (the live approximation; the final version of
+    :func:`follow` is the offline reduction): the dark and gain, the detector mask, the
+    reference frame and the noise floor (:func:`~uedflow.pipeline.reduce.detector_mask` of the
+    first scans), and the pixels and centre of the frames' radial profiles (their error).
+    What is read again: the frames of a delay in which a frame added before is rejected now
+    (the delay's sums are rebuilt), and the frames rejected before and kept now.
+
+    Parameters
+    ----------
+    run : xarray.DataArray
+        The first closed scans (:meth:`Follower.snapshot`).
+    config : ReduceConfig
+        Configuration (``[align] reference = "early"`` is not supported: use :func:`reduce`).
+    """
+
+    def __init__(self, run, config):
+        self.config = config
+        self.delays = run["delay"].values
+        present = run.coords["present"].values.astype(bool)
+        self.dark, self.gain = dark_and_gain(run, config)
+        (self.valid, self.parts, self.reference, self.reference_label,
+         self.noise) = detector_mask(run, config, self.dark, self.gain, present)
+        given = config.center.value is not None
+        center = None
+        if given or config.normalize.ring is not None:
+            center = np.asarray(config.center.value if given else
+                                autocenter(self.reference, self.valid), dtype=float)
+        self.center = center if given else None
+        self.registration, self.inside = _frame_setup(config, self.reference, self.valid,
+                                                      center)
+        if center is None:
+            center = np.asarray(autocenter(self.reference, self.valid), dtype=float)
+        self.radial = _radial_geometry(center, self.valid)
+        index, bins, per_bin = _radial_bins(center, self.valid, *self.radial)
+        self.profile = sparse.csc_matrix(((1 / per_bin[bins]).astype(np.float32),
+                                          (bins, index)),
+                                         shape=(self.radial[1], self.valid.size))
+        self.stats = {}  # scan -> (delay, 5) frame statistics
+        self.order = []  # scans in the order they came: their index in the sums
+        self.aligned = np.zeros(self.valid.shape, np.float32)
+        self.sums = [None] * len(self.delays)
+        self.added = [set() for _ in self.delays]
+        self.pump = {}  # pump-off file -> its statistics
+        self.pump_sums, self.pump_added = None, set()
+        self.reads = {"frames": 0, "again": 0}
+        self._frames = {}
+
+    def _read(self, run, i, k, again=True):
+        scan = int(run["scan"].values[k])
+        if (scan, i) in self._frames:
+            return self._frames[scan, i]
+        self.reads["again" if again else "frames"] += 1
+        return np.asarray(run.data[i, k].compute())
+
+    def _statistics(self, frame, label, aligned=True):
+        stats, _ = _group_stats(frame[None, None], np.array([label]), np.ones(1, bool),
+                                    self.dark, self.gain, self.valid, self.registration,
+                                    self.inside, self.aligned if aligned else None)
+        return stats[0]
+
+    def _add(self, sums, frame, shift, base, index):
+        if sums is None:
+            sums = PixelSums(frame.shape, self.profile)
+        return _group_sums(frame[None, None], np.ones(1, bool), shift[None], np.array([base]),
+                           np.array([index]), self.dark, self.gain, self.valid, self.profile,
+                           sums)
+
+    def update(self, run):
+        """Take in the scans of ``run`` (the closed scans, a snapshot) not seen before and
+        return the reduced Dataset of all of them, as :func:`reduce` lays it out."""
+        config = self.config
+        scans = run["scan"].values
+        present = run.coords["present"].values.astype(bool)
+        labels = _labels(run)
+        for k, scan in enumerate(scans):
+            if scan in self.stats:
+                continue
+            stats = np.full((len(self.delays), 5), np.nan)
+            for i in np.flatnonzero(present[:, k]):
+                frame = self._read(run, i, k, again=False)
+                self._frames[int(scan), i] = frame
+                stats[i] = self._statistics(frame, labels[i, k])
+            self.stats[scan] = stats
+            self.order.append(int(scan))
+        stats = np.stack([self.stats[s] for s in scans], axis=1)
+        shifts, total, correlation = stats[..., :2], stats[..., 2], stats[..., 3]
+        reasons = _known_rejections(config.reject, present, scans[None, :])
+        reasons["nonfinite"] = present & (stats[..., 4] == 1)
+        reasons = _frame_rejections(config.reject, reasons, shifts, total, correlation,
+                                    config.align.max_shift, config.align.upsample_factor)
+        rejected = _rejected(reasons, self.delays)
+        kept = ~rejected
+        mode = config.normalize.mode
+        base = 1 / total if mode != "none" else np.ones(total.shape)
+        for i in range(len(self.delays)):
+            want = {int(s) for s in scans[kept[i]]}
+            if self.added[i] - want:  # a frame added before is rejected now: rebuild
+                self.sums[i], self.added[i] = None, set()
+            for k in np.flatnonzero(kept[i]):
+                scan = int(scans[k])
+                if scan not in self.added[i]:
+                    self.sums[i] = self._add(self.sums[i], self._read(run, i, k), shifts[i, k],
+                                             base[i, k], self.order.index(scan))
+                    self.added[i].add(scan)
+        self._frames = {}
+        return self._dataset(run, stats, reasons, rejected, present)
+
+    def _pump_off(self, files, level):
+        """The pump-off average (computed), its frames left out; None without files."""
+        if not files:
+            return None, []
+        for f in files:
+            if f not in self.pump:
+                frame = np.asarray(diffread(f), dtype=np.float32)
+                self.reads["frames"] += 1
+                self.pump[f] = (frame, self._statistics(frame, f, aligned=False))
+        stats = np.array([self.pump[f][1] for f in files])
+        kept = stats[:, 4] == 0
+        if not kept.any():
+            raise ValueError(f"every pump-off frame has non-finite values on valid pixels: "
+                             f"{files[0]}, ...")
+        scales = _scales(stats[None, :, 2], kept[None], level)[0]
+        for k in np.flatnonzero(kept):
+            if files[k] not in self.pump_added:
+                base = 1.0 if level is None else 1 / stats[k, 2]
+                self.pump_sums = self._add(self.pump_sums, self.pump[files[k]][0],
+                                           stats[k, :2], base, k)
+                self.pump_added.add(files[k])
+        self.pump = {f: (None, s) for f, (_, s) in self.pump.items()}  # frames: added
+        factor = scales[kept][0] * stats[kept][0, 2] if level is not None else 1.0
+        return factor, [f for f, k in zip(files, kept, strict=True) if not k]
+
+    def _dataset(self, run, stats, reasons, rejected, present):
+        config, timer = self.config, _Timer()
+        shifts, total, correlation = stats[..., :2], stats[..., 2], stats[..., 3]
+        kept = ~rejected
+        mask, common = _movie_mask(self.valid, shifts, kept)
+        parts = {**self.parts, "margin": _fraction(self.valid & ~mask),
+                 "total": _fraction(~mask)}
+        center = self.center
+        if center is None:  # as reduce: the refined centre of the aligned mean
+            summed = np.stack([self.stats[s] for s in self.order], axis=1)[..., 4] == 0
+            aligned = self.aligned / max(np.count_nonzero(summed), 1)
+            center = refine_center(aligned, autocenter(aligned, common), common)
+            center -= np.mean(np.rint(shifts[stats[..., 4] == 0]) - shifts[stats[..., 4] == 0],
+                              axis=0)
+        level = {"none": None, "delay": "delay", "run": float(np.median(total[kept]))}[
+            config.normalize.mode]
+        scales = _scales(total, kept, level)
+        # each delay's factor: its frames were added divided by their own totals
+        first = np.argmax(kept, axis=1)
+        rows = np.arange(len(self.delays))
+        factors = (scales[rows, first] * total[rows, first] if level is not None
+                   else np.ones(len(self.delays)))
+        start, size = _radial_geometry(center, mask)
+        pixel_z = config.reject.pixel_z if config.reject.enabled else None
+        registration = (_Registration(self.reference, mask, config.align.upsample_factor, 1)
+                        if config.average.align else None)
+        position = [self.order.index(int(s)) for s in run["scan"].values]
+
+        def finish(sums, factor, registration=registration):
+            image, error, delta, cuts, radial_error = _finish(
+                sums.scaled(factor), pixel_z, self.noise, mask, registration, len(self.order))
+            return (image, error, delta, cuts[position],
+                    _reindexed(radial_error, self.radial[0], start, size))
+
+        results = [finish(self.sums[i], factors[i]) for i in range(len(self.delays))]
+        pump_off_files = list(run.attrs.get("pump_off") or [])
+        factor, left_out = self._pump_off(pump_off_files, level)
+        pump_off = None if factor is None else finish(self.pump_sums, factor, None)
+        timer("live_update")
+        return _dataset(run, config, results, pump_off, center=np.asarray(center, float),
+                        mask=mask, radial_range=(start, size), shifts=shifts, kept=kept,
+                        scales=scales, rejected=rejected, reasons=reasons, total=total,
+                        correlation=correlation, present=present, parts=parts,
+                        reference_label=self.reference_label, pump_off_left_out=left_out,
+                        timer=timer)

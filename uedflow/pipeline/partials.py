@@ -128,6 +128,24 @@ class PixelSums:
         self.profile_squares += other.profile_squares
         return self
 
+    def scaled(self, factor):
+        """A copy of these sums with every value added multiplied by ``factor`` (> 0): the
+        frames' common normalisation applied once to their sums (a live reduction keeps the
+        sums of frames divided by their own totals; the delay's level changes as scans come).
+        """
+        out = PixelSums(self.sum.shape, self.profile)
+        out.missing[...] = self.missing
+        np.multiply(self.sum, factor, out=out.sum)
+        np.multiply(self.squares, factor**2, out=out.squares)
+        np.multiply(self.high, np.float32(factor), out=out.high)
+        np.multiply(self.low, np.float32(factor), out=out.low)
+        out.high_scan[...] = self.high_scan
+        out.low_scan[...] = self.low_scan
+        out.profiles = self.profiles
+        out.profile_sum = self.profile_sum * factor
+        out.profile_squares = self.profile_squares * factor**2
+        return out
+
     def result(self, pixel_z, noise, n_scans):
         """Average, standard error and the cut (the sums are changed: call it once, on the
         merged partial).

@@ -634,6 +634,20 @@ def _registration(config, reference, valid):
     return _Registration(reference, valid, config.upsample_factor, config.max_shift)
 
 
+def _frame_setup(config, reference, valid, center):
+    """The registration of the frames and the pixels of their totals (see
+    :func:`frame_statistics`)."""
+    reach = int(config.align.max_shift) if config.align.enabled else 0
+    registration = _registration(config.align, reference, valid)
+    steady = _eroded(valid, reach)
+    inside = _region(config.normalize, center, valid.shape) & steady
+    if not inside.any():
+        raise ValueError(f"[normalize] the region {config.normalize} has no valid pixel at "
+                         f"least [align] max_shift = {reach} px from the masked pixels and the "
+                         "frame's edges; choose a larger region or a smaller max_shift")
+    return registration, inside
+
+
 def frame_statistics(run, config, present, dark, gain, valid, reference, center,
                      *, progress=False):
     """Step ``[align]`` + statistics: every frame's shift onto the reference, total and
@@ -656,15 +670,7 @@ def frame_statistics(run, config, present, dark, gain, valid, reference, center,
         pixel (invalid pixels as 0): merged from one partial sum per task, it locates the
         centre far better than one frame at a few counts per pixel.
     """
-    shape = run.shape[-2:]
-    reach = int(config.align.max_shift) if config.align.enabled else 0
-    registration = _registration(config.align, reference, valid)
-    steady = _eroded(valid, reach)
-    inside = _region(config.normalize, center, shape) & steady
-    if not inside.any():
-        raise ValueError(f"[normalize] the region {config.normalize} has no valid pixel at "
-                         f"least [align] max_shift = {reach} px from the masked pixels and the "
-                         "frame's edges; choose a larger region or a smaller max_shift")
+    registration, inside = _frame_setup(config, reference, valid, center)
     stats, sums = _statistics(run.data, _labels(run), present, dark, gain, valid,
                               registration, inside)
     *stats, sums = _compute(*stats, sums, step="registration + frame statistics",
