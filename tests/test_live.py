@@ -284,3 +284,26 @@ def test_scaled_partial_sums_equal_sums_of_scaled_frames():
         np.testing.assert_allclose(a, b, rtol=1e-6)
     assert expected[2][2] >= 1  # the outlier cut, in both (cuts compared above)
     assert scaled.profiles == 6  # the original is left as it was
+
+
+def test_old_versions_are_deleted_after_the_grace_period_only_if_uedflow_wrote_them(tmp_path):
+    from uedflow.pipeline.live import GRACE, KEEP, _prune
+    from uedflow.pipeline.store import write_reduced
+
+    ds = reduce(open_run(_tiny_run(tmp_path)))
+    folder = tmp_path / "out.live"
+    for k in range(1, 6):
+        write_reduced(ds, folder / f"v{k:06d}")
+    (folder / "v000002" / "notes.txt").write_text("mine")  # not uedflow's: kept
+    _prune(folder, folder / "v000005", now=time.time())  # all too young
+    assert len(list(folder.glob("v*"))) == 5
+    _prune(folder, folder / "v000005", now=time.time() + GRACE + 1)
+    left = sorted(p.name for p in folder.glob("v*"))
+    assert left == ["v000002", "v000003", "v000004", "v000005"] and KEEP == 3  # v1 gone
+    assert (folder / "v000002" / "notes.txt").read_text() == "mine"
+
+
+def _tiny_run(tmp_path):
+    path = tmp_path / "tiny"
+    make_run(path, shape=SHAPE, delays=[-1.0, 1.0], n_scans=2, layout="lab")
+    return path

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from ..errors import UnsafeDeleteError
 from ..image.center import autocenter
 from ..image.powder import refine_center
 from ..io.lazy import RUN_MANIFEST
@@ -245,7 +246,10 @@ def _prune(folder, current, now=None):
     for old in versions[:max(len(versions) - (KEEP - 1), 0)]:
         if now - old.stat().st_mtime < GRACE or store_marker(old)[0] is None:
             continue
-        clear_store(old)
+        try:
+            clear_store(old)
+        except UnsafeDeleteError:  # it holds a file uedflow did not write: left alone
+            continue
         shutil.rmtree(old / ".uedflow", ignore_errors=True)
         old.rmdir()
 
@@ -500,6 +504,7 @@ class Partials:
             self.stats[scan] = stats
             self.order.append(int(scan))
         stats = np.stack([self.stats[s] for s in scans], axis=1)
+        present &= ~np.isnan(stats[..., 4])  # a frame come after its scan closed: left out
         shifts, total, correlation = stats[..., :2], stats[..., 2], stats[..., 3]
         reasons = _known_rejections(config.reject, present, scans[None, :])
         reasons["nonfinite"] = present & (stats[..., 4] == 1)
