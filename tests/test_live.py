@@ -201,10 +201,12 @@ def test_ctrl_c_leaves_a_valid_store_that_reduce_completes(staged, tmp_path):
     live, out = tmp_path / "run", tmp_path / "out"
     live.mkdir()
     writer = _writer(staged, live, pause_after="scan_0002", pause=30.0, last="none")
-    follower = _follower(live, out)
+    follower = _follower(live, out, "--quicklook")
+    pngs = tmp_path / "out-quicklook"
     deadline = time.monotonic() + 40
-    while not out.exists() and time.monotonic() < deadline:
+    while not list(pngs.glob("*.png")) and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert out.exists()  # the PNGs follow the store
     follower.send_signal(signal.SIGINT)
     log = follower.communicate(timeout=20)[0]
     writer.kill()

@@ -466,11 +466,12 @@ class Partials:
         self.reads = {"frames": 0, "again": 0}
         self._frames = {}
 
-    def _read(self, run, i, k, again=True):
+    def _read(self, run, i, k):
+        """Frame ``(i, k)`` of ``run``: of a new scan, from memory; else read again."""
         scan = int(run["scan"].values[k])
         if (scan, i) in self._frames:
             return self._frames[scan, i]
-        self.reads["again" if again else "frames"] += 1
+        self.reads["again"] += 1
         return np.asarray(run.data[i, k].compute())
 
     def _statistics(self, frame, label, aligned=True):
@@ -497,10 +498,11 @@ class Partials:
             if scan in self.stats:
                 continue
             stats = np.full((len(self.delays), 5), np.nan)
+            frames = np.asarray(run.data[:, k].compute())  # the scan, in one read
             for i in np.flatnonzero(present[:, k]):
-                frame = self._read(run, i, k, again=False)
-                self._frames[int(scan), i] = frame
-                stats[i] = self._statistics(frame, labels[i, k])
+                self.reads["frames"] += 1
+                self._frames[int(scan), i] = frames[i]
+                stats[i] = self._statistics(frames[i], labels[i, k])
             self.stats[scan] = stats
             self.order.append(int(scan))
         stats = np.stack([self.stats[s] for s in scans], axis=1)
