@@ -216,10 +216,18 @@ def test_ctrl_c_leaves_a_valid_store_that_reduce_completes(staged, tmp_path):
     state = json.loads(ds.attrs[LIVE_ATTR])
     assert not state["complete"] and ds["scan"].values.tolist() == state["scans"]
 
-    # the run as it stands reduced offline into the same output
+    # the run as it stands: completed by --follow --until-idle 0 (every scan, offline) ...
+    offline = reduce(open_run(live, missing="exclude"), CONFIG)
+    config = ["--config", str(tmp_path / "config.toml"), "-q"]
+    assert main(["reduce", str(live), "-o", str(out), "--follow", "--every", "0.2",
+                 "--until-idle", "0", *config]) == 0
+    state = json.loads(open_live(out).attrs[LIVE_ATTR])
+    assert state["complete"] and state["method"] == "offline"
+    _same(open_live(out), offline)
+    # ... or by a plain reduce (--overwrite: the store was made from fewer files)
     assert main(["reduce", str(live), "-o", str(out), "--missing", "exclude", "--overwrite",
-                 "--config", str(tmp_path / "config.toml"), "-q"]) in (0, None)
-    _same(open_reduced(out), reduce(open_run(live, missing="exclude"), CONFIG))
+                 *config]) in (0, None)
+    _same(open_reduced(out), offline)
 
 
 def test_a_frame_is_taken_once_whole_and_given_up_after_the_timeout(staged, tmp_path):

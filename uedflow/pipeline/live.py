@@ -215,8 +215,8 @@ class Follower:
         """Whether the run is over: its manifest is there and every file is taken, or nothing
         changed for ``until_idle`` seconds."""
         now = time.monotonic() if now is None else now
-        if until_idle is not None and now - self.last_change >= until_idle:
-            return True
+        if until_idle is not None and now - self.last_change >= max(until_idle, self.settle):
+            return True  # every file was read after settling: those not taken never will be
         manifest = (Path(self.raw) / RUN_MANIFEST).is_file()
         return manifest and bool(self.files) and all(f.taken for f in self.files.values())
 
@@ -324,9 +324,9 @@ def follow(raw, output, config=None, *, open_kwargs=None, every=2.0, until_idle=
     try:
         while True:
             start = time.monotonic()
-            listing = follower.poll()
-            ended = listing is not None and follower.ended(until_idle)
-            closed = follower.closed_scans(listing, ended) if listing is not None else []
+            listing = follower.poll(start)
+            ended = listing is not None and follower.ended(until_idle, start)
+            closed = follower.closed_scans(listing, ended, start) if listing is not None else []
             if closed and (closed != done or ended):
                 for (d, s), reason in follower.given_up.items():
                     if s in closed and s not in done:
