@@ -262,14 +262,25 @@ def test_a_frame_is_taken_once_whole_and_given_up_after_the_timeout(staged, tmp_
     assert follower.ended(until_idle=10.0, now=13.5)
 
 
-def test_follow_refuses_an_output_that_is_not_its_own(tmp_path):
+def test_follow_refuses_what_it_cannot_follow(tmp_path):
+    from uedflow.pipeline.live import follow
+
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a live store"):
-        from uedflow.pipeline.live import follow
         follow(tmp_path, tmp_path / "out")
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
-    assert not os.path.exists(versions_dir(tmp_path / "out"))
+    with pytest.raises(NotADirectoryError, match="notes.txt' is not a directory"):
+        follow(tmp_path / "out" / "notes.txt", tmp_path / "other")
+    (tmp_path / "empty").mkdir()
+    lines = []
+    with pytest.raises(FileNotFoundError, match="is empty .for --until-idle 0.3 s"):
+        follow(tmp_path / "empty", tmp_path / "other", every=0.1, until_idle=0.3,
+               log=lines.append)
+    assert lines == [f"follow: waiting for frames: The run directory "
+                     f"'{tmp_path / 'empty'}' is empty"]
+    assert not os.path.exists(tmp_path / "other")
+    assert not os.path.exists(versions_dir(tmp_path / "other"))
 
 
 def test_scaled_partial_sums_equal_sums_of_scaled_frames():

@@ -1,25 +1,25 @@
 """Reduce a run while it is acquired: :func:`follow` (``uedflow reduce RAW -o OUT --follow``).
 
-The run directory is polled every ``every`` seconds. A file is *taken* once it is complete:
-its size and modification time unchanged over two polls at least ``settle`` seconds apart,
-and its pixels readable. A scan is *closed* once every frame of it is taken, and a later scan
-has begun (or the run's ``run.json`` manifest is there: delays named by the files are only all
-known when a scan is over); a frame of a closed scan... that is still not taken ``timeout``
-seconds after its scan's last change is reported and left out (``present=False``).
+The run directory is looked at every ``every`` seconds (:class:`Follower`). A file is
+*taken* once it is complete: its size and modification time unchanged for ``settle`` seconds,
+and its pixels readable. A scan is *closed* once every frame of it is taken and a later scan
+has begun (or the run's ``run.json`` manifest is there: delays named by the files are all
+known only when a scan is over); a frame of a scan that a later scan follows, still not taken
+``timeout`` seconds after its scan's last change, is reported and left out as missing.
 
-Each time scans close, the closed scans are reduced (:func:`~uedflow.pipeline.reduce.reduce`
-of the run restricted to them, every frame not taken left out) into a new version of the
-store, ``OUT.live/vNNNNNN``, a complete reduced store written by
+Each time scans close, the closed scans are reduced into a new version of the store,
+``OUT.live/vNNNNNN``, a complete reduced store written by
 :func:`~uedflow.pipeline.store.write_reduced`; then ``OUT``, a symbolic link, is pointed at it
-in one atomic ``rename``. A reader that opens ``OUT`` (resolved: :func:`open_live`) sees the
-last complete version, never a half-written one; its ``attrs["uedflow_live"]`` says which
+in one atomic ``rename``. A reader that opens ``OUT`` (resolved once: :func:`open_live`) sees
+the last complete version, never a half-written one; its ``attrs["uedflow_live"]`` says which
 scans are in and whether the run is complete. Older versions are deleted after
-:data:`GRACE` seconds (the last :data:`KEEP` are kept), so a reader has that long to read the
-version it opened.
+:data:`GRACE` seconds (the last :data:`KEEP` are kept).
 
-When the run ends (its manifest appears, or nothing changed for ``until_idle`` seconds) the
-last version reduces every scan: it equals an offline ``uedflow reduce RAW --missing
-exclude`` of the same files. See ``docs/live.md``.
+While the run is acquired, versions come from :class:`Partials`: a new scan costs the work of
+that scan. When the run ends (its manifest appears, or nothing changed for ``until_idle``
+seconds) the last version is the offline reduction (:func:`~uedflow.pipeline.reduce.reduce`)
+of every file taken: it equals ``uedflow reduce RAW --missing exclude`` of the same files. See
+``docs/live.md``.
 """
 
 import json
@@ -132,6 +132,7 @@ class Follower:
     activity: dict = field(default_factory=dict)  # scan -> last time one of its files changed
     given_up: dict = field(default_factory=dict)  # (delay, scan) -> reason
     last_change: float = field(default_factory=time.monotonic)
+    problem: str = None  # why the last look found no frame
 
     def _listing(self):
         kwargs = {k: self.open_kwargs.get(k) for k in ("pattern", "delays")}
@@ -144,8 +145,10 @@ class Follower:
         now = time.monotonic() if now is None else now
         try:
             listing = self._listing()
-        except FileNotFoundError:  # nothing there yet
+        except FileNotFoundError as exc:  # nothing there yet (or a pattern that never fits)
+            self.problem = str(exc)
             return None
+        self.problem = None
         paths = {p: key for key, p in listing.frames.items()}
         for role in ("darks", "flats", "pump_off"):
             paths.update({p: None for p in getattr(listing, role)})
@@ -314,23 +317,33 @@ def follow(raw, output, config=None, *, open_kwargs=None, every=2.0, until_idle=
         config = ReduceConfig()
     elif isinstance(config, dict):
         config = ReduceConfig.from_dict(config)
+    if not raw.is_dir():
+        raise NotADirectoryError(f"--follow watches a run directory as it is written; '{raw}' "
+                                 "is not a directory (a growing HDF5 file cannot be followed "
+                                 "yet: reduce it once it is complete)")
     _check_output(output)
     folder = versions_dir(output)
-    folder.mkdir(exist_ok=True)
     follower = Follower(raw, dict(open_kwargs or {}), min(every, 1.0) if settle is None
                         else settle, timeout)
-    done, versions, complete = [], 0, False
+    done, versions, complete, waiting = [], 0, False, None
     live = {"partials": None, "exact": config.align.reference == "early"}
     try:
         while True:
             start = time.monotonic()
             listing = follower.poll(start)
+            if listing is None and follower.problem != waiting:
+                waiting = follower.problem
+                log(f"follow: waiting for frames: {waiting}")
+            if (listing is None and until_idle is not None
+                    and start - follower.last_change >= until_idle):
+                raise FileNotFoundError(f"{waiting} (for --until-idle {until_idle:g} s)")
             ended = listing is not None and follower.ended(until_idle, start)
             closed = follower.closed_scans(listing, ended, start) if listing is not None else []
             if closed and (closed != done or ended):
                 for (d, s), reason in follower.given_up.items():
                     if s in closed and s not in done:
                         log(f"follow: frame (delay {d:g} ps, scan {s}) left out: {reason}")
+                folder.mkdir(exist_ok=True)
                 version = _next_version(folder)
                 try:
                     _write_version(follower, closed, ended, config, version, live)
