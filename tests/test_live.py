@@ -116,7 +116,8 @@ def _close(live, offline):
     divided by their totals, the delay's level applied to the sums), the standard errors to
     the rounding of a sum of squares minus a square of sums (bright pixels, few scans), as
     large in either."""
-    for name in ("shifts", "total", "correlation", "rejected", "scale", "mask", "center"):
+    for name in ("shifts", "total", "correlation", "rejected", "scale", "mask", "center",
+                 "rejected_pixels"):
         np.testing.assert_array_equal(live[name].values, offline[name].values, err_msg=name)
     assert set(live.data_vars) == set(offline.data_vars)
     mask = offline["mask"].values
