@@ -135,9 +135,9 @@ class Follower:
     problem: str = None  # why the last look found no frame
 
     def _listing(self):
-        kwargs = {k: self.open_kwargs.get(k) for k in ("pattern", "delays")}
-        return scan_run(self.raw, kwargs["pattern"], preset=self.open_kwargs.get("preset", "auto"),
-                        delays=kwargs["delays"])
+        get = self.open_kwargs.get
+        return scan_run(self.raw, get("pattern"), preset=get("preset") or "auto",
+                        delays=get("delays"))
 
     def poll(self, now=None):
         """Look at the run's files once: record new and changed files, take the complete
@@ -178,6 +178,8 @@ class Follower:
         (or the run's manifest be there, or the run have ended)."""
         now = time.monotonic() if now is None else now
         manifest = (Path(self.raw) / RUN_MANIFEST).is_file()
+        self.given_up = {key: reason for key, reason in self.given_up.items()
+                         if not self.taken(listing.frames.get(key, ""))}  # came late
         closed = []
         for k, scan in enumerate(listing.scans):
             later = k + 1 < len(listing.scans)
@@ -209,6 +211,8 @@ class Follower:
         run = run.assign_coords(present=run.coords["present"] & taken)
         for role in ("darks", "flats", "pump_off"):
             run.attrs[role] = [f for f in run.attrs.get(role) or [] if self.taken(f)]
+        # files being written are not bad: only the frames of the closed scans are listed
+        run.attrs["bad_files"] = [bad for bad in run.attrs["bad_files"] if bad[0] in files]
         delays, numbers = run["delay"].values, run["scan"].values
         run.attrs["missing"] = [[float(delays[i]), int(numbers[k])]
                                 for i, k in np.argwhere(files == "")]
