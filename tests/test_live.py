@@ -262,6 +262,13 @@ def test_a_frame_is_taken_once_whole_and_given_up_after_the_timeout(staged, tmp_
     assert not follower.ended(until_idle=10.0, now=12.5)  # the last change: at 3 s
     assert follower.ended(until_idle=10.0, now=13.5)
 
+    late = frames[1]  # a frame given up comes after all: no longer reported
+    (live / "scan_0002" / late.name).write_bytes(late.read_bytes())
+    follower.poll(now=14.0)
+    listing = follower.poll(now=15.0)
+    follower.closed_scans(listing, ended=True, now=15.0)
+    assert len(follower.given_up) == 2 and (float(late.stem[7:-2]), 2) not in follower.given_up
+
 
 def test_follow_refuses_what_it_cannot_follow(tmp_path):
     from uedflow.pipeline.live import follow
