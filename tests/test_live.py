@@ -290,6 +290,19 @@ def test_follow_refuses_what_it_cannot_follow(tmp_path):
     assert not os.path.exists(tmp_path / "other")
     assert not os.path.exists(versions_dir(tmp_path / "other"))
 
+    run = _tiny_run(tmp_path)  # a live store of one run is not taken over by another
+    assert follow(run, tmp_path / "live.zarr", every=0.1, until_idle=0, log=len)["complete"]
+    (tmp_path / "copy").mkdir()
+    for path in run.rglob("*.tif"):
+        (tmp_path / "copy" / path.relative_to(run)).parent.mkdir(exist_ok=True)
+        (tmp_path / "copy" / path.relative_to(run)).write_bytes(path.read_bytes())
+    with pytest.raises(FileExistsError, match="another run .* use --overwrite"):
+        follow(tmp_path / "copy", tmp_path / "live.zarr", every=0.1, until_idle=0, log=len)
+    assert follow(tmp_path / "copy", tmp_path / "live.zarr", every=0.1, until_idle=0,
+                  overwrite=True, log=len)["complete"]
+    assert json.loads(open_live(tmp_path / "live.zarr").attrs["uedflow"])["source"] == str(
+        tmp_path / "copy")
+
 
 def test_scaled_partial_sums_equal_sums_of_scaled_frames():
     from scipy import sparse

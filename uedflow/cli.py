@@ -486,7 +486,8 @@ def _follow(args, config):
             quicklook(version, _quicklook_dir(output))
 
     summary = follow(args.raw, output, config, open_kwargs=config.run.open_kwargs(),
-                     every=args.every, until_idle=args.until_idle, on_update=refresh,
+                     every=args.every, until_idle=args.until_idle, overwrite=args.overwrite,
+                     on_update=refresh,
                      log=(lambda line: None) if args.quiet else print)
     return INTERRUPTED if summary["interrupted"] else 0
 

@@ -261,13 +261,22 @@ def _prune(folder, current, now=None):
         old.rmdir()
 
 
-def _check_output(output):
-    """``output`` must be absent or a link that ``--follow`` made."""
+def _check_output(output, raw, overwrite):
+    """``output`` must be absent or a link that ``--follow`` made, of the run ``raw`` unless
+    ``overwrite``."""
     if output.is_symlink():
         target = Path(os.path.realpath(output))
         if target.parent != versions_dir(output):
             raise FileExistsError(f"'{output}' is a link to '{target}', not a live store of "
                                   f"uedflow (those link into '{versions_dir(output)}')")
+        try:
+            source = json.loads(open_reduced(target).attrs["uedflow"]).get("source")
+        except (OSError, ValueError, KeyError):
+            source = None  # its last version is gone or damaged: nothing to keep
+        if source is not None and source != str(raw) and not overwrite:
+            raise FileExistsError(f"'{output}' holds the live reduction of another run "
+                                  f"('{source}'); use --overwrite (overwrite=True) to replace "
+                                  "it, or another -o")
     elif output.exists():
         raise FileExistsError(f"'{output}' exists and is not a live store: reduce --follow "
                               "writes its output as a link to versions in "
@@ -280,7 +289,7 @@ def _next_version(folder):
 
 
 def follow(raw, output, config=None, *, open_kwargs=None, every=2.0, until_idle=None,
-           settle=None, timeout=60.0, on_update=None, log=print):
+           settle=None, timeout=60.0, overwrite=False, on_update=None, log=print):
     """Reduce a run while it is acquired, keeping ``output`` a valid reduced store.
 
     Parameters
@@ -305,6 +314,9 @@ def follow(raw, output, config=None, *, open_kwargs=None, every=2.0, until_idle=
     timeout : float, optional
         Seconds after its scan's last change at which a frame not complete is given up
         (reported, left out).
+    overwrite : bool, optional
+        Replace the live store of another run at ``output``; the store of the same run is
+        always carried on (new versions after the last).
     on_update : callable, optional
         Called with the path of each new version once it is published.
     log : callable, optional
@@ -325,7 +337,7 @@ def follow(raw, output, config=None, *, open_kwargs=None, every=2.0, until_idle=
         raise NotADirectoryError(f"--follow watches a run directory as it is written; '{raw}' "
                                  "is not a directory (a growing HDF5 file cannot be followed "
                                  "yet: reduce it once it is complete)")
-    _check_output(output)
+    _check_output(output, raw, overwrite)
     folder = versions_dir(output)
     follower = Follower(raw, dict(open_kwargs or {}), min(every, 1.0) if settle is None
                         else settle, timeout)
