@@ -20,7 +20,7 @@ import pytest
 from uedflow.cli import main
 from uedflow.datasets import make_run
 from uedflow.io.runs import open_run
-from uedflow.pipeline.live import LIVE_ATTR, Follower, open_live, versions_dir
+from uedflow.pipeline.live import LIVE_ATTR, Follower, Partials, open_live, versions_dir
 from uedflow.pipeline.reduce import reduce
 from uedflow.pipeline.store import open_reduced
 
@@ -349,3 +349,16 @@ def _tiny_run(tmp_path):
     path = tmp_path / "tiny"
     make_run(path, shape=SHAPE, delays=[-1.0, 1.0], n_scans=2, layout="lab")
     return path
+
+
+@pytest.mark.parametrize("mode", ["delay", "run", "none"])
+def test_partials_in_any_order_equal_the_offline_reduction(staged, mode):
+    from uedflow.pipeline.config import ReduceConfig
+
+    config = ReduceConfig.from_dict({**CONFIG, "normalize": {"mode": mode}})
+    run = open_run(staged)
+    partials = Partials(run.sel(scan=[1]), config)
+    for scans in ([1], [1, 3], [1, 2, 3, 4]):  # scan 2 comes after scan 3
+        _close(partials.update(run.sel(scan=scans)).load(),
+               reduce(run.sel(scan=scans), config).load())
+    assert partials.reads["frames"] == SCANS * (len(DELAYS) + 1)  # each frame, pump-off too
