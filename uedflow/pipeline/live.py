@@ -38,7 +38,7 @@ from ..image.powder import refine_center
 from ..io.lazy import RUN_MANIFEST
 from ..io.readers import diffread
 from ..io.runs import open_run, scan_run
-from ..io.safety import clear_store, store_marker
+from ..io.safety import clear_store, is_vacant, store_marker
 from .config import ReduceConfig
 from .partials import PixelSums
 from .reduce import (
@@ -415,7 +415,7 @@ def _write_version(follower, scans, complete, config, version, live):
             "left_out": [[d, s, r] for (d, s), r in follower.given_up.items() if s in scans]})
         write_reduced(ds, version)
     except BaseException:
-        if version.exists() and store_marker(version)[0] is not None:
+        if version.exists() and (store_marker(version)[0] is not None or is_vacant(version)):
             clear_store(version)
             shutil.rmtree(version / ".uedflow", ignore_errors=True)
             version.rmdir()
