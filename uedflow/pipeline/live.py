@@ -53,6 +53,7 @@ from .reduce import (
     _labels,
     _movie_mask,
     _radial_bins,
+    _radial_geometry,
     _Registration,
     _rejected,
     _scales,
@@ -420,14 +421,6 @@ def _write_version(follower, scans, complete, config, version, live):
             shutil.rmtree(version / ".uedflow", ignore_errors=True)
             version.rmdir()
         raise
-
-
-def _radial_geometry(center, pixels):
-    """``(start, size)`` of the radial bins that ``pixels`` fill about ``center``, as
-    :func:`~uedflow.pipeline.reduce.reduce` takes them."""
-    filled = np.flatnonzero(np.bincount(
-        np.rint(np.hypot(*(np.nonzero(pixels) - center[:, None]))).astype(np.intp)))
-    return int(filled[0]), int(filled[-1] - filled[0] + 1)
 
 
 def _reindexed(values, start0, start, size):

@@ -789,6 +789,14 @@ def _rejected(reasons, delays):
     return rejected
 
 
+def _radial_geometry(center, pixels):
+    """``(start, size)``: the radial bins (radius rounded) that ``pixels`` fill about
+    ``center``, from the first to the last."""
+    filled = np.flatnonzero(np.bincount(
+        np.rint(np.hypot(*(np.nonzero(pixels) - center[:, None]))).astype(np.intp)))
+    return int(filled[0]), int(filled[-1] - filled[0] + 1)
+
+
 def _radial_bins(center, pixels, start, size):
     """Geometry of radial profiles over ``pixels`` about ``center`` (row, col), computed once:
     the flat indices of the pixels, their bin (radius rounded, minus ``start``) and the pixels
@@ -1143,9 +1151,7 @@ def reduce(run, config=None, *, progress=False):
     scales = _scales(total, kept, level)
 
     # The averages over scans, lazy: a second read of the run (see Notes)
-    filled = np.flatnonzero(np.bincount(
-        np.rint(np.hypot(*(np.nonzero(mask) - center[:, None]))).astype(np.intp)))
-    start, size = int(filled[0]), int(filled[-1] - filled[0] + 1)
+    start, size = _radial_geometry(center, mask)
     index, bins, per_bin = _radial_bins(center, common, start, size)
     profile = sparse.csc_matrix(((1 / per_bin[bins]).astype(np.float32), (bins, index)),
                                 shape=(size, mask.size))
