@@ -26,6 +26,9 @@ RANKING_MARGIN = 0.5
 #: The best-ranked candidate is replaced only by one whose background is this much more
 #: symmetric (noise in the background of a faint pattern must not decide).
 ASYMMETRY_RATIO = 0.9
+#: ... and only by one whose background is symmetric up to a gradient within this (relative
+#: RMS residual): a background the block medians did not free of spots decides nothing.
+ASYMMETRY_MAX = 0.3
 #: Size (pixels of the binned frame) of the blocks whose median is the background.
 BACKGROUND_BLOCK = 4
 #: Width (blocks) of the Gaussian smoothing of the background.
@@ -338,7 +341,7 @@ def autocenter(im, mask=None, normalize_bg=True):
                                            (np.array(t) / 2 - (block - 1) / 2) / block)
                      for t in best]  # centre t / 2 in binned pixels, in blocks
         choice = int(np.argmin(asymmetry))
-        if asymmetry[choice] < ASYMMETRY_RATIO * asymmetry[0]:
+        if asymmetry[choice] < min(ASYMMETRY_RATIO * asymmetry[0], ASYMMETRY_MAX):
             peak = best[choice]
     rough = factor * _peak_center(score, peak) + (factor - 1) / 2
     if factor == 1:
