@@ -309,10 +309,14 @@ def test_relative_paths_are_taken_from_the_folder_of_the_toml_file(tmp_path, mon
     path = folder / "reduce.toml"
     path.write_text('[mask]\nfile = "mask.tif"\n[flat]\nfile = "../flat/gain.tif"\n'
                     '[run]\ndelays = "stage.csv"\n')
+    (folder / "stage.csv").write_text("100.25,-1.5\n")
     config = ReduceConfig.from_toml(Path("configs/reduce.toml"))
     assert config.mask.file == str(folder / "mask.tif")
     assert config.flat.file == str(tmp_path / "flat" / "gain.tif")
     assert config.run.delays == str(folder / "stage.csv")
+    # a delay table that is not a file beside the TOML names a dataset in an HDF5 run
+    path.write_text('[run]\ndelays = "entry/delays"\n')
+    assert ReduceConfig.from_toml(path).run.delays == "entry/delays"
     path.write_text('[mask]\nfile = "auto"\n[run]\ndelays = [-1, 0.5]\n')
     config = ReduceConfig.from_toml(path)
     assert config.mask.file == "auto" and config.run.delays == [-1.0, 0.5]

@@ -551,8 +551,10 @@ class ReduceConfig:
         for section, key in PATH_KEYS:
             value = getattr(getattr(config, section), key)
             if isinstance(value, str) and value != "auto":
-                setattr(getattr(config, section), key,
-                        os.path.normpath(os.path.join(folder, os.path.expanduser(value))))
+                resolved = os.path.normpath(os.path.join(folder, os.path.expanduser(value)))
+                # [run] delays may also name a dataset or attribute inside an HDF5 run
+                if (section, key) != ("run", "delays") or os.path.exists(resolved):
+                    setattr(getattr(config, section), key, resolved)
         config.source = os.fspath(path)
         return config
 
