@@ -12,7 +12,8 @@ import uedflow
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([*ROOT.glob("docs/*.md"), *ROOT.glob("docs/*.rst"), ROOT / "README.md"])
 #: Pages that import from ``uedflow`` only (no ``uedflow.io``, ``uedflow.pipeline``, ...).
-TOP_LEVEL_ONLY = ("README.md", "io.md", "getting-started.md")
+TOP_LEVEL_ONLY = ("README.md", "io.md", "getting-started.md", "pipeline.md", "analysis.md",
+                  "scaling.md", "stacks.md", "tutorial.rst", "migrating.md")
 
 IMPORT = re.compile(r"from (uedflow(?:\.\w+)*) import (?:\(([\w\s,]+)\)|([\w ,]+))")
 DOTTED = re.compile(r"\buedflow((?:\.[a-z_]\w*)+)\.(\w+)\(")  # uedflow.io.runs.open_run(
