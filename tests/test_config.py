@@ -102,7 +102,8 @@ def test_removed_keys_are_unknown_and_the_valid_ones_listed(section, removed):
 @pytest.mark.parametrize("section, key", [
     ("mask", "file"), ("mask", "std_thresh"), ("mask", "px_thresh"), ("reject", "pixel_z"),
     ("center", "value"), ("normalize", "ring"), ("normalize", "rect"), ("symmetrize", "mod"),
-    ("baseline", "method"), ("baseline", "level"), ("flat", "file"),
+    ("baseline", "method"), ("baseline", "level"), ("flat", "file"), ("reject", "shift_z"),
+    ("reject", "intensity_z"), ("reject", "correlation_z"),
 ])
 def test_toml_false_switches_an_optional_key_off(tmp_path, section, key):
     _, config = from_toml(tmp_path, f"[{section}]\n{key} = false\n")
@@ -112,7 +113,7 @@ def test_toml_false_switches_an_optional_key_off(tmp_path, section, key):
 
 
 @pytest.mark.parametrize("section, key", [("align", "max_shift"), ("dynamics", "t0"),
-                                          ("align", "early_delays"), ("reject", "shift_z")])
+                                          ("align", "early_delays"), ("baseline", "max_iter")])
 def test_false_is_not_none_for_a_required_key(section, key):
     with pytest.raises(ValueError, match=rf"^\[{section}\] {key}: expected"):
         ReduceConfig.from_dict({section: {key: False}})

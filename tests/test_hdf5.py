@@ -256,3 +256,13 @@ def test_importing_uedflow_does_not_import_h5py():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_info_lists_an_hdf5_run_named_by_its_pattern(runs, capsys):
+    main(["info", str(runs["master"]), "--pattern", "/entry/data/data_{scan}",
+          "--delays", "/entry/data@delays"])
+    out = capsys.readouterr().out
+    run = open_run(runs["master"], "/entry/data/data_{scan}", delays="/entry/data@delays")
+    delays = ", ".join(f"{d:g}" for d in run["delay"].values)
+    assert f"delays : {run.sizes['delay']}: {delays} ps" in out
+    assert "frames '/entry/data/data_{scan}'" in out

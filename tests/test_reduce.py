@@ -366,6 +366,29 @@ def test_rejects_a_frame_unlike_the_others_by_its_correlation(small):
     assert rejected_frames(ds) == {(3, 2)}
     (reasons,) = json.loads(ds.attrs["uedflow"])["rejected"]
     assert reasons[:2] == [2.0, 2] and "correlation" in reasons[2]
+    # each frame cut can be switched off in the TOML (false): the frame is kept
+    off = reduce(small["run"].copy(data=frames),
+                 {**small["config"], "reject": {"correlation_z": False}})
+    assert rejected_frames(off) == set()
+
+
+def test_intensity_and_shift_cuts_can_be_switched_off(small):
+    frames = small["run"].values.copy()
+    frames[1, 1] = frames[1, 1] * 3  # three times the counts: an intensity outlier
+    run = small["run"].copy(data=frames)
+    assert rejected_frames(reduce(run, small["config"])) == {(1, 1)}
+    config = {**small["config"], "reject": {"intensity_z": False}}
+    assert rejected_frames(reduce(run, config)) == set()
+    frames = small["run"].values.copy()
+    frames[2, 1] = np.roll(frames[2, 1], (4, -3), axis=(0, 1))  # a frame that jumped
+    run = small["run"].copy(data=frames)
+    # its beam block moved with it, so its correlation is off too: switch that cut off first
+    config = {**small["config"], "reject": {"correlation_z": False}}
+    ds = reduce(run, config)
+    assert rejected_frames(ds) == {(2, 1)}
+    assert json.loads(ds.attrs["uedflow"])["rejected"][0][2] == ["shift"]
+    config["reject"]["shift_z"] = False
+    assert rejected_frames(reduce(run, config)) == set()
 
 
 def test_bad_bounds_are_named(small):

@@ -32,6 +32,7 @@ from . import __version__
 from .errors import UedflowError
 from .io import open_run, open_stack, supported_formats, to_zarr
 from .io.lazy import is_zarr
+from .io.readers import HDF5_SUFFIXES
 from .io.runs import MASK_FILE, SKIP_BAD_HINT, is_run, scan_run
 
 #: Exit status of a bad command line or bad input (a one-line message, no traceback).
@@ -253,6 +254,9 @@ def _info(args):
     if not _opens_as_run(path, settings):
         print(describe_run(open_source(args.source)))
         return
+    if path.is_file():  # an HDF5 run: its frames are datasets, there are no files to list
+        print(describe_run(open_run(path, **replace(settings, missing="exclude").open_kwargs())))
+        return
     files = scan_run(path, **_scan_kwargs(settings))
     if files.duplicates:  # open_run refuses them: list the files, and why reduce stops
         print("\n".join([f"source : {files.root}", *_naming(
@@ -270,6 +274,8 @@ def _opens_as_run(path, settings):
     """Whether ``open_source`` opens ``path`` as a run: a folder (not a zarr store) that fits
     a preset, whose naming ``settings`` give, or whose frames are all in subfolders (a run
     whose naming must be given: ``open_run`` says how)."""
+    if path.is_file() and path.suffix.lower() in HDF5_SUFFIXES:  # a run when named as one
+        return _names_a_run(settings)
     if not path.is_dir() or is_zarr(path):
         return False
     suffixes = supported_formats()
@@ -738,7 +744,8 @@ def _export(args):
 def _view(args):
     from .viewer.server import run
 
-    return run(args.store, port=args.port, show=not args.no_browser)
+    return run(args.store, port=args.port, show=not args.no_browser,
+               q_calibration=_q_calibration(args))
 
 
 def _common():
@@ -842,10 +849,10 @@ HELP = {
         "set in the TOML of --config ('uedflow config' prints it all); how the run's files "
         "are named is set by the flags below or its [run] section. The store is written "
         "chunk by chunk: killed, the same command resumes it.",
-        ["uedflow reduce raw/ -o reduced.zarr --quicklook",
-         "uedflow reduce raw/ -o reduced.zarr --config reduce.toml --workers 8",
+        ["uedflow reduce raw/ -o reduced.zarr --quicklook --workers 8",
          "uedflow reduce lab/ -o r.zarr --pattern 'scan{scan}_{position}mm.tif' "
-         "--delays stage.csv --skip-bad"]),
+         "--delays stage.csv --skip-bad",
+         "uedflow reduce raw/ -o live.zarr --config reduce.toml --follow --until-idle 600"]),
     "config": (
         "Print the whole reduction configuration as TOML, every section and key with a "
         "comment: the defaults, or the configuration a TOML file gives (the keys it leaves "
@@ -1045,6 +1052,9 @@ def build_parser():
                    help="the port on 127.0.0.1 (default: a free one); from another machine, "
                    "tunnel it: ssh -L PORT:127.0.0.1:PORT HOST")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.add_argument("--energy", type=float, help="electron energy (keV), for q")
+    p.add_argument("--camera-length", type=float, help="camera length (m), for q")
+    p.add_argument("--pixel-size", type=float, help="detector pixel size (m), for q")
     p.set_defaults(func=_view)
     _teach(sub)
     return parser

@@ -6,6 +6,7 @@ Importing this package registers the ``ued`` accessor of :class:`xarray.Dataset`
 
 from .accessor import ReducedAccessor
 from .config import ReduceConfig
+from .live import follow, open_live
 from .quicklook import quicklook
 from .reduce import file_digest, reduce
 from .store import StoreReport, open_reduced, write_reduced
@@ -15,6 +16,8 @@ __all__ = [
     "ReducedAccessor",
     "StoreReport",
     "file_digest",
+    "follow",
+    "open_live",
     "open_reduced",
     "quicklook",
     "reduce",

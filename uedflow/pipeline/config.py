@@ -70,10 +70,12 @@ KEY_HELP = {
     "normalize.rect": "[row0, row1, col0, col1] px; false: none",
     "reject": "outlier rejection: whole frames by robust z-scores, pixels by a MAD cut",
     "reject.enabled": "reject outlier frames and pixels",
-    "reject.intensity_z": "robust z-score of a frame's total beyond which it is rejected",
-    "reject.shift_z": "robust z-score of a frame's shift beyond which it is rejected",
+    "reject.intensity_z": "robust z-score of a frame's total beyond which it is rejected; "
+                          "false: no cut",
+    "reject.shift_z": "robust z-score of a frame's shift beyond which it is rejected; false: "
+                      "no cut (a shift at the edge of the search window still is)",
     "reject.correlation_z": "robust z-score of a frame's correlation beyond which it is "
-                            "rejected",
+                            "rejected; false: no cut",
     "reject.pixel_z": "robust z-score of a pixel beyond which it is left out; false: no cut",
     "reject.exclude_scans": "scan numbers left out",
     "average": "average over scans",
@@ -336,16 +338,16 @@ class RejectConfig(_Section):
     """Automatic outlier rejection: whole frames by robust z-scores, pixels by a MAD cut."""
 
     enabled: bool = True
-    intensity_z: float = 5.0
-    shift_z: float = 5.0
-    correlation_z: float = 5.0
+    intensity_z: float | None = 5.0
+    shift_z: float | None = 5.0
+    correlation_z: float | None = 5.0
     pixel_z: float | None = 5.0
     exclude_scans: list = field(default_factory=list)
 
     def validate(self):
         self.enabled = _bool("reject", "enabled", self.enabled)
         for key in ("intensity_z", "shift_z", "correlation_z"):
-            setattr(self, key, _number("reject", key, getattr(self, key)))
+            setattr(self, key, _number("reject", key, getattr(self, key), optional=True))
         self.pixel_z = _number("reject", "pixel_z", self.pixel_z, optional=True)
         scans = self.exclude_scans
         if not isinstance(scans, list | tuple) or not all(
@@ -449,7 +451,8 @@ class ReduceConfig:
     a finite float (stored as a float; ``inf`` and ``nan`` are refused); a string key only a
     string. An optional key (one that may be None: ``run.pattern`` and the other patterns,
     ``run.delays``, ``mask.file``, ``mask.px_thresh``, ``mask.std_thresh``, ``flat.file``,
-    ``center.value``, ``normalize.ring``, ``normalize.rect``, ``reject.pixel_z``,
+    ``center.value``, ``normalize.ring``, ``normalize.rect``, ``reject.intensity_z``,
+    ``reject.shift_z``, ``reject.correlation_z``, ``reject.pixel_z``,
     ``symmetrize.mod``, ``baseline.method``, ``baseline.level``) is switched off by ``false``
     (TOML has no null), which becomes None; ``false`` is ``"none"`` for
     ``mask.from_collection`` and ``normalize.mode``. Every error names the section and key,

@@ -764,18 +764,23 @@ def _frame_rejections(config, reasons, shifts, total, correlation, max_shift,
     usable = ~np.logical_or.reduce(list(reasons.values()))
     if not usable.any():
         return reasons
-    bad = _robust_z(_shift_deviation(shifts, usable), usable, 1 / upsample_factor) \
-        > config.shift_z
-    bad |= (np.abs(shifts) >= int(max_shift)).any(axis=-1)  # at the edge of the search window
+    # at the edge of the search window: the registration found no peak inside it
+    bad = (np.abs(shifts) >= int(max_shift)).any(axis=-1)
+    if config.shift_z is not None:
+        bad |= _robust_z(_shift_deviation(shifts, usable), usable, 1 / upsample_factor) \
+            > config.shift_z
     reasons["shift"] = bad & usable
     usable &= ~bad
-    reasons["intensity"] = _intensity_outliers(total, usable, config.intensity_z)
+    reasons["intensity"] = np.zeros_like(usable) if config.intensity_z is None else \
+        _intensity_outliers(total, usable, config.intensity_z)
     # against the frames of the same delay (the pattern changes with delay); a delay of
     # fewer than 3 usable frames has no majority to compare with
     deviation, within = _delay_deviation(correlation, usable, relative=False)
-    reasons["correlation"] = within & (-_robust_z(deviation, within, CORRELATION_FLOOR)
-                                       > config.correlation_z) if within.any() else \
-        np.zeros_like(usable)
+    if config.correlation_z is None or not within.any():
+        reasons["correlation"] = np.zeros_like(usable)
+    else:
+        reasons["correlation"] = within & (-_robust_z(deviation, within, CORRELATION_FLOOR)
+                                           > config.correlation_z)
     return reasons
 
 

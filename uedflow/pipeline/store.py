@@ -239,7 +239,8 @@ def open_reduced(store):
         If a chunk file is missing or not of its recorded size (when opening), or its bytes
         are corrupt (when it is read); the message names the variable and the chunk.
     """
-    store = Path(store).absolute()
+    # a link (the -o path of reduce --follow) is resolved once: every read from one version
+    store = Path(store).resolve()
     if not store.exists():
         raise FileNotFoundError(f"The store '{store}' does not exist")
     state = read_state(store)
