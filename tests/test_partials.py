@@ -97,3 +97,26 @@ def test_cut_leaves_a_second_outlier_in_the_same_pixel():
     assert cuts[1] == 1 and cuts[4] == 0  # the highest (first of equals) cut, the other not
     assert mean[0, 0] == pytest.approx((3 * 100 + 1000) / 4)
     assert mean[1, 1] == pytest.approx(100)
+
+
+def test_radial_profile_pickles_as_its_geometry_and_averages_each_ring():
+    import importlib
+    import pickle
+
+    from uedflow.pipeline.reduce import RadialProfile
+
+    reduce_module = importlib.import_module("uedflow.pipeline.reduce")  # not the function
+
+    rng = np.random.default_rng(5)
+    pixels = rng.random((512, 512)) > 0.1
+    center, start, size = np.array([250.3, 261.8]), 3, 300
+    profile = RadialProfile(center, pixels, start, size)
+    frame = rng.random((512, 512)).astype(np.float32)
+    radius = np.rint(np.hypot(*(np.indices(pixels.shape) - center[:, None, None])))
+    expected = [frame[pixels & (radius == start + k)].mean() for k in range(size)]
+    np.testing.assert_allclose(profile @ frame.ravel(), expected, rtol=1e-5)
+    # a graph or a partial sum carries the packed pixels, not the 12 bytes a pixel matrix
+    data = pickle.dumps(profile)
+    assert len(data) < pixels.size / 8 + 2000
+    reduce_module._PROFILES.clear()  # as in a fresh worker process: built again from them
+    np.testing.assert_allclose(pickle.loads(data) @ frame.ravel(), expected, rtol=1e-5)

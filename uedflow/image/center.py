@@ -1,6 +1,5 @@
 """Centre of diffraction patterns, and masks of their darkest pixels."""
 
-import warnings
 
 import numpy as np
 from scipy import fft, ndimage
@@ -179,11 +178,10 @@ def _log_background(image, valid):
     shape = (ny // block, block, nx // block, block)
     blocks = np.where(valid, _prepare(image, valid), np.nan)[:ny, :nx].reshape(shape)
     valid = valid[:ny, :nx].reshape(shape).sum(axis=(1, 3)) * 2 >= block * block
-    with warnings.catch_warnings():  # blocks without a valid pixel: NaN, then 0
-        warnings.simplefilter("ignore", RuntimeWarning)
-        background = np.nanmedian(blocks.transpose(0, 2, 1, 3).reshape(*valid.shape, -1),
-                                  axis=-1)
-    background = _prepare(np.nan_to_num(background), valid, smooth=BACKGROUND_SMOOTH)
+    blocks = blocks.transpose(0, 2, 1, 3).reshape(*valid.shape, -1)  # a copy
+    blocks[np.isnan(blocks).all(axis=-1)] = 0  # no valid pixel: 0 (and no warning)
+    background = np.nanmedian(blocks, axis=-1)
+    background = _prepare(background, valid, smooth=BACKGROUND_SMOOTH)
     values = background[valid]
     floor = max(np.percentile(values, 1), 1e-3 * np.abs(values).max(), np.finfo(float).tiny)
     return np.log(np.maximum(background, floor)), valid

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
 
 from ..errors import UnsafeDeleteError
 from ..image.center import autocenter
@@ -42,6 +41,7 @@ from ..io.safety import clear_store, is_vacant, store_marker
 from .config import ReduceConfig
 from .partials import PixelSums
 from .reduce import (
+    RadialProfile,
     _dataset,
     _finish,
     _fraction,
@@ -52,7 +52,6 @@ from .reduce import (
     _known_rejections,
     _labels,
     _movie_mask,
-    _radial_bins,
     _radial_geometry,
     _Registration,
     _rejected,
@@ -474,10 +473,7 @@ class Partials:
         if center is None:
             center = np.asarray(autocenter(self.reference, self.valid), dtype=float)
         self.radial = _radial_geometry(center, self.valid)
-        index, bins, per_bin = _radial_bins(center, self.valid, *self.radial)
-        self.profile = sparse.csc_matrix(((1 / per_bin[bins]).astype(np.float32),
-                                          (bins, index)),
-                                         shape=(self.radial[1], self.valid.size))
+        self.profile = RadialProfile(center, self.valid, *self.radial)
         self.stats = {}  # scan -> (delay, 5) frame statistics
         self.order = []  # scans in the order they came: their index in the sums
         self.aligned = np.zeros(self.valid.shape, np.float32)

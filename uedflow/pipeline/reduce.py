@@ -813,6 +813,52 @@ def _radial_bins(center, pixels, start, size):
     return index, bins[keep], np.bincount(bins[keep], minlength=size)
 
 
+#: Radial profile matrices kept per process (see :class:`RadialProfile`), by token.
+_PROFILES = {}
+PROFILES_KEPT = 4
+
+
+class RadialProfile:
+    """The radial profiles of flat frames over ``pixels`` about ``center`` (row, col), in
+    the bins ``start .. start + size - 1`` (:func:`_radial_bins`), as a sparse matrix
+    ``(size, pixels)``: ``profile @ frame.ravel()``.
+
+    The matrix (12 bytes a pixel) is built once per process, on first use, and pickles as
+    its geometry (the pixels packed to bits): a graph, or a partial sum moved between
+    workers, carries a 2048² detector's profile in 0.5 MiB instead of 48 MiB."""
+
+    def __init__(self, center, pixels, start, size):
+        self.center = np.asarray(center, dtype=float)
+        self.pixels_shape = pixels.shape
+        self.packed = np.packbits(pixels)
+        self.start, self.size = int(start), int(size)
+        self.shape = (self.size, int(pixels.size))
+        self.token = hashlib.sha256(b"".join([self.center.tobytes(), self.packed.tobytes(),
+                                              np.array([start, size, *pixels.shape]).tobytes()])
+                                    ).hexdigest()
+
+    @property
+    def matrix(self):
+        """The sparse matrix (CSC), built on first use in this process."""
+        matrix = _PROFILES.get(self.token)
+        if matrix is None:
+            pixels = np.unpackbits(self.packed, count=self.shape[1]).reshape(
+                self.pixels_shape).astype(bool)
+            index, bins, per_bin = _radial_bins(self.center, pixels, self.start, self.size)
+            matrix = sparse.csc_matrix(((1 / per_bin[bins]).astype(np.float32), (bins, index)),
+                                       shape=self.shape)
+            while len(_PROFILES) >= PROFILES_KEPT:
+                _PROFILES.pop(next(iter(_PROFILES)), None)
+            _PROFILES[self.token] = matrix
+        return matrix
+
+    def __matmul__(self, flat):
+        return self.matrix @ flat
+
+    def __dask_tokenize__(self):
+        return ("uedflow.RadialProfile", self.token)
+
+
 def _profiles(frames, radial):
     """Radial profiles ``(n, size)`` of flat frames ``(n, pixels)`` over the ``radial`` bins,
     each over its finite values (cut or unreached pixels are NaN); NaN in empty bins."""
@@ -1157,9 +1203,7 @@ def reduce(run, config=None, *, progress=False):
 
     # The averages over scans, lazy: a second read of the run (see Notes)
     start, size = _radial_geometry(center, mask)
-    index, bins, per_bin = _radial_bins(center, common, start, size)
-    profile = sparse.csc_matrix(((1 / per_bin[bins]).astype(np.float32), (bins, index)),
-                                shape=(size, mask.size))
+    profile = RadialProfile(center, common, start, size)
     pixel_z = config.reject.pixel_z if config.reject.enabled else None
     registration = (_Registration(reference, mask, config.align.upsample_factor, 1)
                     if config.average.align else None)
