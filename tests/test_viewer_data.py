@@ -1,6 +1,8 @@
 """What the viewer computes, without a browser: windows of frames, traces of regions, and
 that a large lazy store is read one window of one frame at a time."""
 
+import json
+import os
 import types
 
 import numpy as np
@@ -14,6 +16,7 @@ from uedflow.viewer.data import (
     block_mean,
     check_store,
     frame_window,
+    live_label,
     radius_trace,
     region_from_box,
     region_trace,
@@ -193,3 +196,73 @@ def test_a_store_without_radial_profiles_shows_the_rest():
                                ds.ued.time_series(rect=(10, 20, 10, 30), change=True)["change"])
     viewer.shift_time_zero(0.5)
     assert viewer.slider.title.startswith(f"delay {ds['delay'].values[2] - 0.5:g} ps")
+
+
+def repoint(link, target):
+    """Point the link at ``target`` atomically, as ``uedflow reduce --follow`` does."""
+    new = link.with_name(".new-link")
+    os.symlink(target, new)
+    os.replace(new, link)
+
+
+def test_a_live_store_is_shown_version_after_version(tmp_path):
+    versions = {}
+    for k in (1, 2, 3):
+        ds = dataset(seed=k)
+        ds["center"] = ("coord", [20.0 + k, 25.0])
+        ds.attrs["uedflow_live"] = json.dumps({"scans": list(range(1, k + 2)),
+                                               "complete": k == 3, "version": f"v00000{k}"})
+        versions[f"v00000{k}"] = ds
+        (tmp_path / f"v00000{k}").mkdir()
+    link = tmp_path / "out.zarr"
+    link.symlink_to("v000001")
+    viewer = Viewer(versions["v000001"], link)
+    assert not viewer.live.visible     # a plain store: no live line
+    viewer.follow(link.resolve(), lambda path: versions[path.name])
+    assert viewer.live.visible
+    assert viewer.live.text == "live: version v000001, scans 1\N{EN DASH}2 (run in progress)"
+    viewer.add_region({"rect": (10, 20, 10, 30)})
+    viewer.add_region({"radii": (5, 8)}, name="band")
+    viewer.slider.value = 3
+    viewer.shift_time_zero(0.5)
+    viewer.check_version()                   # the same version: nothing to do
+    assert viewer.ds["center"].values[0] == 21
+
+    repoint(link, "v000002")
+    viewer.check_version()
+    ds = versions["v000002"].ued.shift_time_zero(0.5)   # time zero as moved on the page
+    assert viewer.live.text == "live: version v000002, scans 1\N{EN DASH}3 (run in progress)"
+    assert viewer.version == tmp_path / "v000002" and viewer.slider.value == 3
+    assert list(viewer.regions) == ["R1", "band"]
+    assert [e["region"] for e in viewer.regions.values()] == [{"rect": (10, 20, 10, 30)},
+                                                              {"radii": (5, 8)}]
+    np.testing.assert_allclose(viewer.regions["R1"]["source"].data["value"],
+                               ds.ued.time_series(rect=(10, 20, 10, 30), change=True)["change"])
+    np.testing.assert_allclose(viewer.regions["band"]["source"].data["value"],
+                               radius_trace(ds, 5, 8)["change"])
+    np.testing.assert_array_equal(viewer.frame_source.data["image"][0],
+                                  ds["diffraction"].values[3])
+    np.testing.assert_allclose(viewer.map_source.data["image"][0], ds["radial_change"])
+    np.testing.assert_allclose(viewer.profile_source.data["change"],
+                               ds["radial_change"].values[3])
+    assert viewer.center_marker.data_source.data["y"] == [22.5]
+    assert viewer._readout_js.args["center"] == [22.0, 25.0]
+
+    repoint(link, "v000009")                 # gone before it could be opened
+    viewer.check_version()
+    assert "the new version v000009 cannot be opened" in viewer.status.text
+    assert "still showing v000002" in viewer.status.text
+    assert viewer.version.name == "v000002" and "v000002" in viewer.live.text
+    repoint(link, "v000003")
+    viewer.check_version()
+    assert viewer.live.text == "live: version v000003, scans 1\N{EN DASH}4 (run complete)"
+    np.testing.assert_array_equal(viewer.frame_source.data["image"][0],
+                                  versions["v000003"]["diffraction"].values[3])
+
+
+def test_live_label():
+    ds = dataset()
+    assert live_label(ds, "out.zarr") == "live: version out.zarr"   # not written live
+    ds.attrs["uedflow_live"] = json.dumps({"scans": [1, 2, 4, 5, 6, 9], "complete": False})
+    assert live_label(ds, "x.live/v000007") == ("live: version v000007, scans 1\N{EN DASH}2, "
+                                                "4\N{EN DASH}6, 9 (run in progress)")

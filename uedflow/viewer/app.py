@@ -38,12 +38,15 @@ from bokeh.palettes import Category10, RdBu11, Viridis256
 from bokeh.plotting import figure
 from matplotlib.ticker import MaxNLocator
 
+from ..pipeline.accessor import provenance
 from ..pipeline.store import open_reduced
 from .data import (
     RADIAL,
     check_store,
     color_limits,
     lattice_overlay,
+    live_info,
+    live_label,
     mask_window,
     pattern_image,
     radius_trace,
@@ -125,22 +128,45 @@ def error_page(store, exc):
             width=900))
 
 
+def _open(path, store, q_calibration=None):
+    """The reduced Dataset at ``path`` as the viewer shows it: checked (``store`` named in
+    the error) and calibrated."""
+    ds = open_reduced(path)
+    check_store(ds, store)
+    if q_calibration is not None:
+        ds = ds.ued.calibrate_q(q_calibration)
+    return ds
+
+
 def build_document(doc, store, q_calibration=None):
     """Fill a bokeh Document with the viewer of ``store`` (or the reason it cannot be);
     ``q_calibration``: a :class:`uedflow.analysis.QCalibration` for q on the profiles and the
-    cursor readout."""
+    cursor readout. A link (the ``-o`` of ``uedflow reduce --follow``) is followed: each new
+    version it points at is shown (:meth:`Viewer.follow`)."""
     doc.title = f"uedflow view {Path(store).name}"
+    opener = partial(_open, store=store, q_calibration=q_calibration)
     try:
-        ds = open_reduced(store)
-        check_store(ds, store)
-        if q_calibration is not None:
-            ds = ds.ued.calibrate_q(q_calibration)
-        viewer = Viewer(ds, store)
+        version = Path(store).resolve()  # a link: the version shown
+        viewer = Viewer(opener(version), store)
     except Exception as exc:  # shown in the page: the store is not viewable
         doc.add_root(error_page(store, exc))
         return None
     doc.add_root(viewer.layout)
+    if Path(store).is_symlink():
+        viewer.follow(version, opener)
     return viewer
+
+
+def _trace(ds, region):
+    """The trace of a region of ``ds``: a radius range's or a region of the pattern's."""
+    if "radii" in region:
+        return radius_trace(ds, *region["radii"])
+    return region_trace(ds, region)
+
+
+def _trace_key(ds, region):
+    """A region's trace in the cache: per region and time zero."""
+    return json.dumps(region), ds.ued.time_zero, ds["delay"].values[0]
 
 
 def _q_table(ds, shape):
@@ -169,6 +195,8 @@ class Viewer:
         The page's root.
     regions : dict
         ``{name: {"region": dict, "trace": Dataset, "color": str, "renderers": list}}``.
+    version : pathlib.Path or None
+        The version shown of a live store (:meth:`follow`), else None.
     """
 
     def __init__(self, ds, store):
@@ -181,6 +209,8 @@ class Viewer:
         self._reading = self._again = False
         self.regions, self.cache, self.count = {}, {}, 0
         self.fit_renderer = None
+        self.version = self._watcher = None
+        self._loading, self._failed = False, None
         self.has_radial = all(name in ds.variables for name in RADIAL)
         self._build_pattern()
         self.map = self.profile = None
@@ -197,7 +227,7 @@ class Viewer:
         self.layout = column(
             row(Div(text=f"<h2>uedflow view: {html.escape(str(self.store))}</h2>"),
                 self.save_png),
-            self.status,
+            self.live, self.status,
             row(column(self.pattern_controls, self.pattern, self.readout,
                        *[self.profile] if self.has_radial else []),
                 column(self.map if self.has_radial else no_radial, self.traces,
@@ -249,10 +279,11 @@ class Viewer:
         p.on_event(RangesUpdate, self._on_ranges)
         self.readout = Div(text="", name="readout", width=PATTERN_SIZE)
         qr, qv = _q_table(self.ds, self.shape)
-        p.js_on_event(MouseMove, CustomJS(
+        self._readout_js = CustomJS(
             args={"source": self.frame_source, "div": self.readout, "shape": list(self.shape),
                   "center": list(self.center), "qr": qr, "qv": qv, "unit": "counts"},
-            code=READOUT))
+            code=READOUT)
+        p.js_on_event(MouseMove, self._readout_js)
         self.pattern = p
 
     def _load_radial(self):
@@ -261,35 +292,16 @@ class Viewer:
         self.radial_error = np.asarray(self.ds["radial_change_error"].values, dtype=np.float32)
 
     def _build_map(self):
-        self._load_radial()
-        change = self.ds["radial_change"]
-        radius = change["radius"].values.astype(float)
-        step = float(np.median(np.diff(radius))) if radius.size > 1 else 1.0
-        delays = self.ds["delay"].values
-        n = delays.size
-        values = self.radial
-        low, high = color_limits(values, symmetric=True)
         p = figure(name="map", width=560, height=280, min_border_left=BORDER,
-                   x_range=(radius[0], radius[-1] + step),
-                   y_range=(0, n), tools="pan,wheel_zoom,xbox_select,reset,save",
+                   x_range=(0, 1), y_range=(0, 1), tools="pan,wheel_zoom,xbox_select,reset,save",
                    active_drag="xbox_select", toolbar_location="above",
                    x_axis_label="radius (px)", y_axis_label="delay (ps)",
                    title="radial ΔI/I (drag a radius range)")
-        self.map_source = ColumnDataSource(data={"image": [values]}, name="map_image")
-        p.image(image="image", x=radius[0], y=0, dw=radius[-1] + step - radius[0], dh=n,
-                source=self.map_source, color_mapper=LinearColorMapper(
-                    palette=DIVERGING, low=low, high=high, nan_color="#808080"))
-        ticks = np.unique(np.linspace(0, n - 1, min(n, 8)).round().astype(int))
-        p.yaxis.ticker = [float(t) + 0.5 for t in ticks]
-        p.yaxis.major_label_overrides = {float(t) + 0.5: f"{delays[t]:g}" for t in ticks}
+        self.map_source = ColumnDataSource(data={"image": []}, name="map_image")
+        self.map_mapper = LinearColorMapper(palette=DIVERGING, nan_color="#808080")
+        self.map_image = p.image(image="image", x=0, y=0, dw=1, dh=1, source=self.map_source,
+                                 color_mapper=self.map_mapper)
         if "q" in self.ds.coords:   # calibrated: the radii labelled with their q
-            q = self.ds["q"].values.astype(float)
-            ticks = MaxNLocator(8).tick_values(q.min(), q.max())
-            ticks = ticks[(ticks >= q.min()) & (ticks <= q.max())]
-            where = np.interp(ticks, q, radius) + step / 2
-            p.xaxis.ticker = where.tolist()
-            p.xaxis.major_label_overrides = {float(w): f"{t:g}" for w, t in zip(where, ticks,
-                                                                               strict=True)}
             p.xaxis.axis_label = "q (1/Å)"
             p.title.text = "radial ΔI/I (drag a q range)"
         self.delay_span = Span(location=0.5, dimension="width", line_color="black",
@@ -298,8 +310,38 @@ class Viewer:
         selector = p.scatter(x=[], y=[])
         p.select_one(BoxSelectTool).renderers = [selector]
         p.on_event(SelectionGeometry, self._on_map_box)
+        self.map, self._map_extent = p, None
+        self._show_radial()
+
+    def _show_radial(self):
+        """The radial ΔI/I of ``self.ds`` on the map: its image, colour limits, delays (and q)
+        on the axes, and its extent where it changed (else the map keeps its zoom)."""
+        self._load_radial()
+        radius = self.ds["radius"].values.astype(float)
+        step = float(np.median(np.diff(radius))) if radius.size > 1 else 1.0
+        delays = self.ds["delay"].values
+        n = delays.size
+        p = self.map
+        extent = (radius[0], radius[-1] + step, n)
+        if extent != self._map_extent:
+            p.x_range.update(start=extent[0], end=extent[1])
+            p.y_range.update(start=0, end=n)
+            self.map_image.glyph.update(x=extent[0], dw=extent[1] - extent[0], dh=n)
+            self._map_extent = extent
+        self.map_mapper.low, self.map_mapper.high = color_limits(self.radial, symmetric=True)
+        self.map_source.data = {"image": [self.radial]}
+        ticks = np.unique(np.linspace(0, n - 1, min(n, 8)).round().astype(int))
+        p.yaxis.ticker = [float(t) + 0.5 for t in ticks]
+        p.yaxis.major_label_overrides = {float(t) + 0.5: f"{delays[t]:g}" for t in ticks}
+        if "q" in self.ds.coords:
+            q = self.ds["q"].values.astype(float)
+            ticks = MaxNLocator(8).tick_values(q.min(), q.max())
+            ticks = ticks[(ticks >= q.min()) & (ticks <= q.max())]
+            where = np.interp(ticks, q, radius) + step / 2
+            p.xaxis.ticker = where.tolist()
+            p.xaxis.major_label_overrides = {float(w): f"{t:g}" for w, t in zip(where, ticks,
+                                                                               strict=True)}
         self.radius_step = step
-        self.map = p
 
     def _build_profile(self):
         """The radial ΔI/I at the slider's delay, against q when calibrated, else radius."""
@@ -341,6 +383,7 @@ class Viewer:
     def _build_controls(self):
         n = self.ds.sizes["delay"]
         self.status = Div(text="", name="status", width=1140)
+        self.live = Div(text="", name="live", width=1140, visible=False)
         self.slider = Slider(start=0, end=max(n - 1, 1), value=0, step=1, title="delay",
                              show_value=False, name="delay", width=300, disabled=n < 2)
         self.slider.on_change("value", lambda attr, old, new: self.show_frame())
@@ -541,12 +584,9 @@ class Viewer:
 
     def trace_of(self, region):
         """The trace of a region (cached per time zero)."""
-        key = (json.dumps(region), self.ds.ued.time_zero, self.ds["delay"].values[0])
+        key = _trace_key(self.ds, region)
         if key not in self.cache:
-            if "radii" in region:
-                self.cache[key] = radius_trace(self.ds, *region["radii"])
-            else:
-                self.cache[key] = region_trace(self.ds, region)
+            self.cache[key] = _trace(self.ds, region)
         return self.cache[key]
 
     def _background(self, compute, apply, message=None, failed=None):
@@ -734,16 +774,97 @@ class Viewer:
         if t0 is None:
             raise ValueError("type the new time zero (ps) first")
         self.ds = self.ds.ued.shift_time_zero(float(t0))
-        delays = self.ds["delay"].values
+        self._show_dataset()
+        self.say(f"time zero moved by {float(t0):g} ps")
+
+    def _show_dataset(self):
+        """Show ``self.ds`` anew (a new time zero, a new version): the map, every region's
+        trace and the frame."""
         if self.has_radial:
-            self._load_radial()
-            self.map_source.data = {"image": [self.radial]}
-            self.map.yaxis.major_label_overrides = {
-                tick: f"{delays[int(tick - 0.5)]:g}" for tick in self.map.yaxis.ticker.ticks}
+            self._show_radial()
         for entry in self.regions.values():
             entry["trace"] = self.trace_of(entry["region"])
             self._fill(entry)
         self._update_table()
         self.limits = {}
         self.show_frame()
-        self.say(f"time zero moved by {float(t0):g} ps")
+
+    # ------------------------------------------------------------------ a live store
+
+    def follow(self, version, opener, every=2.0):
+        """Follow a live store, the link that ``uedflow reduce --follow`` points at each new
+        version: say which version is shown and, every ``every`` s while the run is in
+        progress, show the new version if there is one (:meth:`check_version`).
+
+        Parameters
+        ----------
+        version : path-like
+            The version shown (the link resolved when the Dataset was opened).
+        opener : callable
+            ``opener(path)``: the Dataset of a version, as the viewer shows it.
+        every : float, optional
+            Seconds between two looks at the link (served only: without a server, call
+            :meth:`check_version`).
+        """
+        self.version, self._opener = Path(version), opener
+        self.live.update(text=live_label(self.ds, self.version), visible=True)
+        doc = self.layout.document
+        if doc is not None and not live_info(self.ds).get("complete"):
+            self._watcher = doc.add_periodic_callback(self.check_version, round(every * 1000))
+
+    def check_version(self):
+        """Show the version the link points at now, if it is new: the same regions (their
+        traces recomputed), the same delay, time zero moved as it was here. It is opened and
+        the traces computed in the background when served; a version that cannot be opened
+        is said in the page, and the one shown stays."""
+        current = self.store.resolve()
+        if self._loading or current in (self.version, self._failed):
+            return
+        self._loading = True
+        regions = [entry["region"] for entry in self.regions.values()]
+        shift = provenance(self.ds).get("time_zero", {}).get("shift")
+        self._guarded(self._background, partial(self._open_version, current, regions, shift),
+                      partial(self._show_version, current), None,
+                      partial(self._version_failed, current))
+
+    def _open_version(self, version, regions, shift):
+        try:
+            ds = self._opener(version)
+        except Exception as exc:
+            raise OSError(f"the new version {version.name} cannot be opened ({type(exc).__name__}"
+                          f": {exc}); still showing {self.version.name}") from exc
+        if (ds.sizes["y"], ds.sizes["x"]) != self.shape:
+            raise ValueError(f"the frames of the new version {version.name} are "
+                             f"{ds.sizes['y']} x {ds.sizes['x']} px, not {self.shape[0]} x "
+                             f"{self.shape[1]}: open the page again to see it")
+        if shift:   # time zero moved on the page: moved alike
+            ds = ds.ued.shift_time_zero(shift)
+        return ds, {_trace_key(ds, region): _trace(ds, region) for region in regions}
+
+    def _version_failed(self, version):
+        self._loading, self._failed = False, version
+
+    def _show_version(self, version, result):
+        try:
+            self.ds, self.cache = result
+            self.version = version
+            self.center = tuple(float(v) for v in self.ds["center"].values)
+            self.mask = self.ds["mask"].values.astype(bool) if "mask" in self.ds else None
+            self.center_marker.data_source.data = {"x": [self.center[1] + 0.5],
+                                                   "y": [self.center[0] + 0.5]}
+            self._readout_js.args = {**self._readout_js.args, "center": list(self.center)}
+            n = self.ds.sizes["delay"]
+            self.slider.update(end=max(n - 1, 1), disabled=n < 2,
+                               value=min(int(self.slider.value), n - 1))
+            self.lattice_source.data = {"x": [], "y": []}
+            self.zones_source.data = {"xs": [], "ys": []}
+            if self.show_lattice.active:
+                self._on_lattice("active", False, True)
+            self._remove_fit()
+            self._show_dataset()
+            self.live.text = live_label(self.ds, version)
+            if live_info(self.ds).get("complete") and self._watcher is not None:
+                self.pattern.document.remove_periodic_callback(self._watcher)
+                self._watcher = None
+        finally:
+            self._loading = False

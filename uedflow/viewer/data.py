@@ -5,6 +5,7 @@ screen's size; a region's trace is the Dataset's own :meth:`ReducedAccessor.time
 the region's bounding box (the same pixels, the same numbers, only the chunks it needs).
 """
 
+import json
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,7 +17,8 @@ from ..image import brillouin_zones
 from ..pipeline.export import to_csv
 
 __all__ = ["MAX_PIXELS", "RADIAL", "REQUIRED", "block_mean", "check_store", "color_limits",
-           "frame_window", "lattice_overlay", "mask_window", "pattern_image", "radius_trace",
+           "frame_window", "lattice_overlay", "live_info", "live_label", "mask_window",
+           "pattern_image", "radius_trace",
            "region_from_box", "region_label", "region_trace", "traces_csv", "visible_window"]
 
 #: Most pixels along either side of an image sent to the browser.
@@ -361,3 +363,52 @@ def lattice_overlay(ds):
     valid = ds["mask"].values.astype(bool) if "mask" in ds else np.ones(image.shape, bool)
     zones = brillouin_zones(image, valid, peaks, center=ds["center"].values.astype(float))
     return peaks, [np.asarray(z.visible_vertices, dtype=float) for z in zones.getVisibleBZs()]
+
+
+def _spans(numbers):
+    """``"1–4, 6"`` for ``[1, 2, 3, 4, 6]``: runs of consecutive numbers as ranges."""
+    spans, numbers = [], sorted(int(n) for n in numbers)
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}" if a == b else f"{a}\N{EN DASH}{b}" for a, b in spans)
+
+
+def live_info(ds):
+    """The ``uedflow_live`` attribute of a version of a live store, as a dict (empty for a
+    store ``uedflow reduce --follow`` did not write)."""
+    return json.loads(ds.attrs.get("uedflow_live") or "{}")
+
+
+def live_label(ds, version):
+    """What a version of a live store (``uedflow reduce --follow``) holds, for the page.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The version, opened; its ``attrs["uedflow_live"]`` (JSON) gives the ``scans`` in it
+        and whether the run is ``complete``.
+    version : path-like
+        Its folder (``OUT.live/vNNNNNN``), named when the attribute does not name it.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ds = xr.Dataset(attrs={"uedflow_live": '{"scans": [1, 2, 3, 4], "complete": false, '
+    ...                                         '"version": "v000004"}'})
+    >>> live_label(ds, "out.zarr.live/v000004")
+    'live: version v000004, scans 1–4 (run in progress)'
+    """
+    info = live_info(ds)
+    text = f"live: version {info.get('version') or Path(version).name}"
+    if info.get("scans"):
+        text += f", scan{'s' if len(info['scans']) > 1 else ''} {_spans(info['scans'])}"
+    if "complete" in info:
+        text += " (run complete)" if info["complete"] else " (run in progress)"
+    return text
