@@ -2,6 +2,8 @@
 shows is checked against the store, pixel by pixel on screenshots where it is an image."""
 
 import io
+import json
+import os
 import re
 import shutil
 import signal
@@ -560,3 +562,42 @@ def test_view_errors_in_the_terminal(viewer, store, tmp_path, capsys):
     assert "none.zarr' does not exist" in capsys.readouterr().err
     with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{viewer.port}"):
         serve(store, port=viewer.port)     # in use
+
+
+def test_a_live_store_is_followed_with_its_regions(browser, store, tmp_path):
+    """A link repointed at a new version (as ``uedflow reduce --follow`` does): the open page
+    shows it, the region kept and its trace that of the new version."""
+    run = open_run(store.parent / "run")
+    folder, link = tmp_path / "out.zarr.live", tmp_path / "out.zarr"
+    versions = {}
+    for k in (1, 2):
+        part = run.isel(scan=slice(0, k + 1))
+        ds = reduce(part)
+        scans = [int(s) for s in part["scan"].values]
+        ds.attrs["uedflow_live"] = json.dumps({"scans": scans, "complete": False,
+                                               "version": f"v00000{k}"})
+        write_reduced(ds, folder / f"v00000{k}")
+        versions[k] = open_reduced(folder / f"v00000{k}")
+    link.symlink_to(folder / "v000001")
+    live = f"{MODEL.format('live')}.text"
+    with serve(link) as server:
+        page, _ = open_page(browser, server.url)
+        assert page.evaluate(live) == "live: version v000001, scans 0\N{EN DASH}1 (run in progress)"
+        drag(page, "pattern", (62.3, 60.2), (80.4, 71.6))
+        wait(page, f"{MODEL.format('regions')}.data.region.length == 1")
+        rect = tuple(int(v) for v in re.fullmatch(r"rect rows (\d+):(\d+), cols (\d+):(\d+)",
+                                                  regions(page)[0]).groups())
+        before = versions[1].ued.time_series(rect=rect, change=True)["change"].values
+        np.testing.assert_allclose(trace(page, 1)[0], before, rtol=1e-6)
+        new = tmp_path / ".out.zarr.new"
+        os.symlink(folder / "v000002", new)
+        os.replace(new, link)
+        wait(page, f"{live}.includes('v000002')")
+        assert page.evaluate(live) == "live: version v000002, scans 0\N{EN DASH}2 (run in progress)"
+        assert regions(page) == [f"rect rows {rect[0]}:{rect[1]}, cols {rect[2]}:{rect[3]}"]
+        expected = versions[2].ued.time_series(rect=rect, change=True).compute()
+        change, error = trace(page, 1)
+        np.testing.assert_allclose(change, expected["change"].values, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(error, expected["change_error"].values, rtol=1e-6)
+        assert not np.allclose(change, before, rtol=1e-3)
+        page.close()
