@@ -238,8 +238,9 @@ def main():
     titles = {"whole": "a whole reduction per core (sync scheduler in a thread / a worker)",
               "spread": "one reduction spread over the cores (dask threads / LocalCluster)"}
     for table in args.table:
-        # whole: every core reduced the whole run; spread: the cores shared one run
-        frames = {cores: n_frames if table == "whole" else n_frames * cores
+        # whole: every core reduced the whole run; spread: the cores shared one run, a core
+        # did n_frames / cores of its frames in the wall time
+        frames = {cores: n_frames if table == "whole" else n_frames / cores
                   for cores in args.cores}
         per_frame = {(cores, name): t / frames[cores]
                      for (tab, cores, name), t in times.items() if tab == table}
