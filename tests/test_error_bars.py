@@ -128,3 +128,30 @@ def test_error_bars_are_calibrated(pooled, name):
     assert RMS_BOUNDS[0] <= rms <= RMS_BOUNDS[1], (name, rms, within, z.size)
     assert within >= WITHIN_2, (name, rms, within, z.size)
     assert abs(z.mean()) <= MEAN_Z, (name, float(z.mean()), rms, within, z.size)
+
+
+def test_a_delay_before_time_zero_with_one_frame_keeps_the_equilibrium_error(tmp_path):
+    """One frame left at a delay before time zero (the others rejected: non-finite) has no
+    error of its own; the equilibrium's error takes that frame's variance from the other
+    delays' frames, as theory predicts, instead of becoming unknown with every ΔI/I error."""
+    from dataclasses import replace
+
+    truth = make_physics_run(tmp_path / "run", replace(SPEC, n_scans=8, n_pump_off=0), seed=3)
+    run = uedflow.open_run(truth.path).load()
+    full = reduce(run, None)
+    frames = run.values.astype(np.float32)
+    frames[0, 1:] = np.nan  # delay -1 ps: scan 0 only
+    one = reduce(run.copy(data=frames), None)
+    assert one["rejected"].values[0, 1:].all() and not one["rejected"].values[1:].any()
+    # the single frame's own error is unknown (it was reported as 0 before: registered
+    # averages filled unknown errors with 0)
+    assert np.isnan(one["diffraction_error"].values[0][one["mask"].values]).all()
+    inside = ndi.binary_erosion(full["mask"].values, iterations=2)
+    inside &= np.isfinite(full["equilibrium_error"].values)
+    assert np.isfinite(one["equilibrium_error"].values[inside]).all()
+    # the equilibrium: the mean of two averages, of 1 and 8 frames instead of 8 and 8
+    ratio = np.median(one["equilibrium_error"].values[inside]
+                      / full["equilibrium_error"].values[inside])
+    assert abs(ratio - np.sqrt((1 + 1 / 8) / (2 / 8))) < 0.15
+    after = one["delay"].values > 0
+    assert np.isfinite(one["radial_change_error"].values[after]).mean() > 0.95

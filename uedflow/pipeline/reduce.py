@@ -956,9 +956,9 @@ def _finish(parts, pixel_z, noise, mask, registration, n_scans):
     if registration is not None:
         delta = registration(image)[0]
         image = _translate_valid(image, mask, delta).astype(np.float32)
-        known = mask & np.isfinite(error)
-        error = np.sqrt(_translate_valid(np.where(known, error, 0) ** 2, known, delta)).astype(
-            np.float32)
+        known = mask & np.isfinite(error)  # an unknown error stays unknown (NaN), not 0
+        error = np.sqrt(_translate_valid(np.where(known, error, np.nan) ** 2, known,
+                                         delta)).astype(np.float32)
         image[~mask] = 0
         error[~mask] = np.nan
     return image, error, delta, cuts, radial_error
@@ -1049,6 +1049,24 @@ def _early_reference(corrected, present, first, valid, config, progress):
     shifts, mean = _compute(early.ued.shifts(first, valid, **options).data, mean.data,
                             step="early reference", progress=progress)
     return mean, valid & _aligned_mask(valid, shifts[weight.values > 0])
+
+
+def _equilibrium_error(errors, counts):
+    """Standard error of the mean of the averages of the delays before time zero, from
+    their standard errors ``errors`` ``(delay, ...)``, each an average of ``counts`` frames.
+
+    An average of a single frame has no error of its own (NaN): its frame's variance is the
+    pooled variance of the other delays' frames (the same equilibrium state, the same noise)
+    instead of making the equilibrium's error, and every ΔI/I error, unknown."""
+    errors = np.asarray(errors, dtype=float)
+    counts = np.asarray(counts, dtype=float).reshape(-1, *(1,) * (errors.ndim - 1))
+    known = np.isfinite(errors)
+    dof = np.where(known, counts - 1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame_variance = (np.where(known, errors**2 * counts, 0) * dof).sum(axis=0) / dof.sum(
+            axis=0)  # NaN where no delay has an error (off the mask)
+        variance = np.where(known, errors**2, frame_variance / counts)
+    return np.sqrt(variance.sum(axis=0)) / len(errors)
 
 
 def _change_error(radial, radial_error, equilibrium, equilibrium_error, covariance):
@@ -1290,12 +1308,11 @@ def _dataset(run, config, results, pump_off, *, center, mask, radial_range, shif
     if by_pump_off:
         ds["equilibrium"], ds["equilibrium_error"] = ds["pump_off"], ds["pump_off_error"]
     else:
-        n = int(before.sum())
         images = np.stack([done[i][0] for i in np.flatnonzero(before)])
-        errors = np.stack([done[i][1] for i in np.flatnonzero(before)]).astype(float)
+        errors = np.stack([done[i][1] for i in np.flatnonzero(before)])
         ds["equilibrium"] = (("y", "x"), images.mean(axis=0).astype(np.float32))
-        ds["equilibrium_error"] = (("y", "x"), (np.sqrt((errors**2).sum(axis=0)) / n).astype(
-            np.float32))
+        ds["equilibrium_error"] = (("y", "x"), _equilibrium_error(
+            errors, kept[before].sum(axis=1)).astype(np.float32))
     if config.radial.enabled:
         radial = diffraction.ued.azimuthal_average(center=center, mask=mask)
         ds["radial"] = radial.rename(None)
@@ -1308,9 +1325,9 @@ def _dataset(run, config, results, pump_off, *, center, mask, radial_range, shif
             covariance = 0.0
         else:
             n = int(before.sum())
-            equilibrium, errors = radial[before].values, radial_error[before].values
-            equilibrium = equilibrium.mean(axis=0)
-            equilibrium_error = np.sqrt((errors**2).sum(axis=0)) / n
+            equilibrium = radial[before].values.mean(axis=0)
+            equilibrium_error = _equilibrium_error(radial_error[before].values,
+                                                   kept[before].sum(axis=1))
             covariance = xr.DataArray(before, dims="delay") * radial_error**2 / n
         equilibrium = xr.DataArray(np.where(equilibrium != 0, equilibrium, np.nan),
                                    dims="radius")
