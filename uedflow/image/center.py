@@ -1,6 +1,5 @@
 """Centre of diffraction patterns, and masks of their darkest pixels."""
 
-
 import numpy as np
 from scipy import fft, ndimage
 
