@@ -120,3 +120,15 @@ def test_radial_profile_pickles_as_its_geometry_and_averages_each_ring():
     assert len(data) < pixels.size / 8 + 2000
     reduce_module._PROFILES.clear()  # as in a fresh worker process: built again from them
     np.testing.assert_allclose(pickle.loads(data) @ frame.ravel(), expected, rtol=1e-5)
+
+
+def test_dask_sees_the_bytes_a_partial_holds():
+    """A cluster's scheduler places tasks and its workers' memory managers spill by dask's
+    ``sizeof``: a partial must not pass for a small object."""
+    from dask.sizeof import sizeof
+
+    sums = sums_of(frames_with_gaps(3))
+    held = sum(getattr(sums, name).nbytes for name in (
+        "missing", "sum", "squares", "high", "high_scan", "low", "low_scan", "profile_sum",
+        "profile_squares"))
+    assert held <= sizeof(sums) < held + 1000

@@ -81,6 +81,14 @@ class PixelSums:
         self.profile_sum = np.zeros(profile.shape[0])
         self.profile_squares = np.zeros(profile.shape[0])
 
+    def __sizeof__(self):
+        """Bytes held (what ``sys.getsizeof`` and dask's ``sizeof`` report): the scheduler of
+        a cluster weighs it when it decides where the next task runs, moving the smaller
+        inputs (a group's frames) to the partial rather than the partial to them."""
+        arrays = (self.missing, self.sum, self.squares, self.high, self.high_scan, self.low,
+                  self.low_scan, self.profile_sum, self.profile_squares)
+        return object.__sizeof__(self) + sum(a.nbytes for a in arrays if a is not None)
+
     def release(self):
         """Give the arrays back for the next partial of this process (a partial's first
         touch of new memory costs as much as adding a few frames); do not use it after."""
