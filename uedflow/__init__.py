@@ -61,6 +61,7 @@ from .image import (
 )
 from .io import (
     RunFiles,
+    StoreCheck,
     ZarrReport,
     diffread,
     dmread,
@@ -72,6 +73,8 @@ from .io import (
     scan_run,
     supported_formats,
     to_zarr,
+    verify_store,
+    writer_lock,
 )
 from .io.runs import read_delay_table
 from .pipeline import (
@@ -116,6 +119,7 @@ __all__ = [
     "RunConfig",
     "RunFiles",
     "RunningStats",
+    "StoreCheck",
     "StoreReport",
     "UedAccessor",
     "UedflowError",
@@ -177,7 +181,9 @@ __all__ = [
     "to_zarr",
     "triml",
     "trimr",
+    "verify_store",
     "worker_environment",
     "worker_prologue",
     "write_reduced",
+    "writer_lock",
 ]
