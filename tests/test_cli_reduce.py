@@ -267,6 +267,16 @@ def test_info_of_a_reduced_store_shows_the_masked_fraction(reference):
             assert f"{name.replace('_', ' ')} {100 * value:.2f}%" in line
 
 
+def test_info_says_where_errors_are_unknown(reference, tmp_path):
+    store, _ = reference
+    assert "errors : " not in _run_main(["info", str(store)])  # every delay has its errors
+    make_run(tmp_path / "one", shape=(128, 128), delays=[-1.0, 0.5, 1.0], n_scans=1, seed=2)
+    _run_main(["reduce", str(tmp_path / "one"), "-o", str(tmp_path / "one.zarr")])
+    assert np.isnan(open_reduced(tmp_path / "one.zarr")["radial_change_error"].values).all()
+    info = _run_main(["info", str(tmp_path / "one.zarr")])
+    assert "errors : unknown (NaN) at 3 of 3 delays, which kept fewer than 2 frames" in info
+
+
 def test_signal_mid_reduction_prints_the_command_that_resumes(run, reference, tmp_path):
     store = tmp_path / "stopped.zarr"
     argv = ["reduce", str(run), "-o", str(store), "-q"]

@@ -162,6 +162,10 @@ def describe_reduced(store, state):
     if "rejected" in ds:
         rejected = ds["rejected"].values
         lines.append(f"rejected: {int(np.count_nonzero(rejected))} of {rejected.size} frames")
+        alone = np.count_nonzero((~rejected).sum(axis=1) < 2)
+        if alone:  # the spread over scans gives the errors: say where there is none
+            lines.append(f"errors : unknown (NaN) at {alone} of {len(rejected)} delays, which "
+                         "kept fewer than 2 frames (errors come from the spread over scans)")
     if "uedflow" in ds.attrs:
         provenance = json.loads(ds.attrs["uedflow"])
         if isinstance(provenance.get("mask"), dict):
