@@ -14,9 +14,11 @@ import numpy as np
 __all__ = [
     "RunningStats",
     "combine_masks",
+    "intensity_bounds",
     "isnr",
     "mask_from_collection",
     "mask_image",
+    "snr_dtype",
     "snr_from_collection",
     "triml",
     "trimr",
@@ -194,6 +196,14 @@ class RunningStats:
         """Per-pixel population standard deviation, float64."""
         return np.sqrt(self.var)
 
+    def snr(self, fill_value=0.0):
+        """Per-pixel signal-to-noise ratio, mean / population standard deviation, in
+        :func:`snr_dtype` of the frames' dtype; ``fill_value`` where the deviation is 0."""
+        std = np.sqrt(self._m2 / self.count)
+        snr = np.full(std.shape, fill_value, dtype=snr_dtype(self.dtype))
+        np.divide(self._mean, std, out=snr, where=std != 0)
+        return snr.reshape(self.shape)
+
     @property
     def min(self):
         """Per-pixel minimum (NaN only where a pixel is NaN in every frame)."""
@@ -253,14 +263,10 @@ def _batch_length(frame):
     return int(np.clip(_BATCH_BYTES // max(frame.nbytes, 1), 1, _MAX_BATCH))
 
 
-def _snr(stats, fill_value, dtype):
-    std = np.sqrt(stats._m2 / stats.count)
-    snr = np.full(std.shape, fill_value, dtype=dtype)
-    np.divide(stats._mean, std, out=snr, where=std != 0)
-    return snr.reshape(stats.shape)
-
-
-def _snr_dtype(dtype):
+def snr_dtype(dtype):
+    """The dtype of a signal-to-noise ratio of frames of ``dtype``: theirs if float, else
+    float64."""
+    dtype = np.dtype(dtype)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
@@ -305,7 +311,7 @@ def isnr(images, fill_value=0.0):
         if stats is None:
             stats = RunningStats(frame.shape, frame.dtype)
         stats.update(frame[np.newaxis])
-        yield _snr(stats, fill_value, _snr_dtype(stats.dtype))
+        yield stats.snr(fill_value)
 
 
 def snr_from_collection(images, fill_value=0.0):
@@ -341,10 +347,12 @@ def snr_from_collection(images, fill_value=0.0):
         if stats is None:
             stats = RunningStats(batch.shape[1:], batch.dtype)
         stats.update(batch)
-    return _snr(stats, fill_value, _snr_dtype(stats.dtype))
+    return stats.snr(fill_value)
 
 
-def _intensity_bounds(px_thresh):
+def intensity_bounds(px_thresh):
+    """``(low, high)`` of ``px_thresh``: one number (the high bound; low None) or several
+    (their min and max); ValueError if empty or NaN."""
     if isinstance(px_thresh, Iterable):
         bounds = [float(value) for value in px_thresh]
         if not bounds:
@@ -427,7 +435,7 @@ def mask_from_collection(images, px_thresh=(0, 3e4), std_thresh=None):
     .. [2] T. Popoviciu, "Sur les équations algébriques ayant toutes leurs racines réelles",
        Mathematica (Cluj) 9, 129-145 (1935).
     """
-    low, high = _intensity_bounds(px_thresh)
+    low, high = intensity_bounds(px_thresh)
     if std_thresh is not None and not std_thresh >= 0:
         raise ValueError(f"std_thresh must be a number >= 0 or None, got {std_thresh!r}")
 

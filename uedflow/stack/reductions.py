@@ -21,7 +21,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from ..image import metrics
-from ..image.metrics import RunningStats, _intensity_bounds, _snr, _snr_dtype
+from ..image.metrics import RunningStats, intensity_bounds, snr_dtype
 from .lift import as_stack
 
 __all__ = ["mask_from_collection", "reduce_stack", "snr_from_collection", "stats_reduction"]
@@ -106,7 +106,7 @@ def _max(stats):
 
 
 def _snr_of(stats, fill_value):
-    return _snr(stats, fill_value, _snr_dtype(stats.dtype))
+    return stats.snr(fill_value)
 
 
 def _mask_of(stats, low, high, std_thresh):
@@ -123,7 +123,7 @@ _FINISHERS = {"mean": (_mean, None), "std": (_std, None), "min": (_min, "same"),
 
 
 def _mask_finisher(px_thresh, std_thresh):
-    low, high = _intensity_bounds(px_thresh)
+    low, high = intensity_bounds(px_thresh)
     if std_thresh is not None and not std_thresh >= 0:
         raise ValueError(f"std_thresh must be a number >= 0 or None, got {std_thresh!r}")
     return partial(_mask_of, low=low, high=high, std_thresh=std_thresh)
@@ -154,7 +154,7 @@ def reduce_stack(stack, statistic, dim=None, **kwargs):
     if unknown:
         raise ValueError(f"dim: {unknown} are not dims of the stack {stack.dims}")
     if statistic == "snr":
-        finish, dtype = partial(_snr_of, **kwargs), _snr_dtype(stack.dtype)
+        finish, dtype = partial(_snr_of, **kwargs), snr_dtype(stack.dtype)
     elif statistic == "mask":
         finish, dtype = _mask_finisher(**kwargs), np.dtype(bool)
     else:
@@ -244,6 +244,6 @@ def snr_from_collection(images, fill_value=0.0):
         return reduce_stack(images, "snr", fill_value=fill_value)
     if isinstance(images, da.Array):
         return stats_reduction(images, _frame_axes(images), partial(_snr_of,
-                               fill_value=fill_value), _snr_dtype(images.dtype), "stack-snr")
+                               fill_value=fill_value), snr_dtype(images.dtype), "stack-snr")
     return metrics.snr_from_collection(images, fill_value)
 
