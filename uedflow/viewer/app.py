@@ -202,8 +202,7 @@ class Viewer:
     def __init__(self, ds, store):
         self.ds, self.store = ds, Path(store)
         self.shape = ds.sizes["y"], ds.sizes["x"]
-        self.center = tuple(float(v) for v in ds["center"].values)
-        self.mask = ds["mask"].values.astype(bool) if "mask" in ds else None
+        self._take_geometry()
         self.window = (0, self.shape[0], 0, self.shape[1])
         self.limits = {}
         self._reading = self._again = False
@@ -232,6 +231,11 @@ class Viewer:
                        *[self.profile] if self.has_radial else []),
                 column(self.map if self.has_radial else no_radial, self.traces,
                        self.trace_controls, self.table, self.fit_div)))
+
+    def _take_geometry(self):
+        """The centre (row, col) and the mask of ``self.ds``."""
+        self.center = tuple(float(v) for v in self.ds["center"].values)
+        self.mask = self.ds["mask"].values.astype(bool) if "mask" in self.ds else None
 
     # ------------------------------------------------------------------ building
 
@@ -848,8 +852,7 @@ class Viewer:
         try:
             self.ds, self.cache = result
             self.version = version
-            self.center = tuple(float(v) for v in self.ds["center"].values)
-            self.mask = self.ds["mask"].values.astype(bool) if "mask" in self.ds else None
+            self._take_geometry()
             self.center_marker.data_source.data = {"x": [self.center[1] + 0.5],
                                                    "y": [self.center[0] + 0.5]}
             self._readout_js.args = {**self._readout_js.args, "center": list(self.center)}
